@@ -1,0 +1,167 @@
+"""``build_data``: the data layer's single entry point, from the ``data:`` config to streams."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import fashion_mnist as fm
+from . import imagenet as inet
+from . import synthetic as syn
+from .config import DataConfigError, check_data_cfg, resolve_num_workers, validate_data_cfg
+from .minival import split_indices, take_subset
+from .streams import EvalStream, InMemoryEvalStream, InMemoryTrainStream, TrainStream
+
+
+@dataclass
+class DataBundle:
+    """Everything a run needs from the data layer.
+
+    ``train_size`` counts training samples after minival removal and ``train_subset``;
+    ``val`` is None (and ``val_size`` 0) when built with ``for_minival_only``.
+    """
+
+    train: TrainStream
+    minival: EvalStream
+    val: EvalStream | None
+    num_classes: int
+    in_chans: int
+    train_size: int
+    minival_size: int
+    val_size: int
+    name: str
+
+
+def _check_steps(train: TrainStream) -> None:
+    if train.steps_per_epoch < 1:
+        raise DataConfigError(
+            f"data: {train.num_samples} training samples (after minival and train_subset) are fewer than one "
+            f"global batch of {train.global_batch_size} (batch_size x world_size)"
+        )
+
+
+def build_data(
+    data_cfg: Mapping,
+    *,
+    batch_size: int,
+    eval_batch_size: int,
+    device: torch.device | str,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    channels_last: bool = False,
+    randaugment_magnitude: int | None = None,
+    for_minival_only: bool = False,
+) -> DataBundle:
+    """Build the train / minival / val streams described by ``data_cfg`` (the ``data:`` block).
+
+    ``batch_size`` is per rank; the global batch is ``batch_size * world_size``. The
+    ``randaugment_magnitude`` keyword (the recipe's choice) overrides ``data.randaugment_magnitude``.
+    ``for_minival_only`` leaves the official val set out (``val`` is None): tuning code paths
+    cannot evaluate on it by accident, and ImageNet skips scanning ``val/``.
+    Raises DataConfigError (a ValueError) naming the bad ``data.*`` field.
+    """
+    cfg = validate_data_cfg(data_cfg)  # cheap: schema, files present, train_subset fits
+    for key, v in (("eval_batch_size", eval_batch_size), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{key} must be an integer >= 1, got {v!r}")
+    device = torch.device(device)
+    magnitude = randaugment_magnitude if randaugment_magnitude is not None else cfg["randaugment_magnitude"]
+    if magnitude is not None:
+        check_data_cfg({**cfg, "randaugment_magnitude": magnitude})
+    common = {"rank": rank, "world_size": world_size, "channels_last": channels_last, "device": device}
+    name = cfg["name"]
+
+    if name in ("fashion_mnist", "synthetic"):
+        if name == "fashion_mnist":
+            arrays = fm.load_arrays(cfg["root"], cfg["download"])
+            train_x, train_y = fm.to_device(arrays["train_images"], arrays["train_labels"], device)
+            val_xy = (
+                None if for_minival_only else fm.to_device(arrays["val_images"], arrays["val_labels"], device)
+            )
+            mean, std, num_classes, in_chans, fill = fm.MEAN, fm.STD, fm.NUM_CLASSES, 1, 0
+            pad = fm.PAD
+        else:
+            num_classes, in_chans = cfg["num_classes"], syn.IN_CHANS
+            x, y = syn.make_split("train", cfg["size"], num_classes)
+            train_x, train_y = x.to(device), y.to(device)
+            val_xy = None
+            if not for_minival_only:
+                vx, vy = syn.make_split("val", cfg["val_size"], num_classes)
+                val_xy = (vx.to(device), vy.to(device))
+            mean, std, fill, pad = syn.MEAN, syn.STD, 128, 2
+        n = len(train_y)
+        train_idx, minival_idx = split_indices(range(n), cfg["minival_fraction"])
+        train_idx = take_subset(train_idx, cfg["train_subset"])
+        train = InMemoryTrainStream(
+            train_x,
+            train_y,
+            train_idx,
+            batch_size=batch_size,
+            res=cfg["train_res"],
+            mean=mean,
+            std=std,
+            seed=seed,
+            pad=pad,
+            randaugment_magnitude=magnitude,
+            randaugment_fill=fill,
+            **common,
+        )
+        ev = {"batch_size": eval_batch_size, "res": cfg["eval_res"], "mean": mean, "std": std, **common}
+        minival = InMemoryEvalStream(train_x, train_y, minival_idx, **ev)
+        val = None
+        if val_xy is not None:
+            val = InMemoryEvalStream(val_xy[0], val_xy[1], np.arange(len(val_xy[1])), **ev)
+    else:
+        tree = inet.load_tree(cfg["root"], with_val=not for_minival_only)
+        keys = [p.decode() for p in tree["train_paths"]]
+        train_idx, minival_idx = split_indices(keys, cfg["minival_fraction"])
+        train_idx = take_subset(train_idx, cfg["train_subset"], keys)
+        num_workers = resolve_num_workers(cfg["num_workers"])
+        train_dir = os.path.join(cfg["root"], "train")
+        train_ds = inet.ImageTreeDataset(
+            train_dir,
+            tree["train_paths"],
+            tree["train_labels"],
+            inet.train_transform(cfg["train_res"], magnitude),
+            seed=seed,
+            random=True,
+        )
+        eval_tf = inet.eval_transform(cfg["eval_res"])
+        train = inet.LoaderTrainStream(
+            train_ds, train_idx, batch_size=batch_size, seed=seed, num_workers=num_workers, **common
+        )
+        _check_steps(train)  # before minival/val start workers
+        ev = {"batch_size": eval_batch_size, "num_workers": num_workers, **common}
+        minival_ds = inet.ImageTreeDataset(
+            train_dir, tree["train_paths"], tree["train_labels"], eval_tf, seed=seed, random=False
+        )
+        minival = inet.LoaderEvalStream(minival_ds, minival_idx, **ev)
+        val = None
+        if not for_minival_only:
+            val_ds = inet.ImageTreeDataset(
+                os.path.join(cfg["root"], "val"),
+                tree["val_paths"],
+                tree["val_labels"],
+                eval_tf,
+                seed=seed,
+                random=False,
+            )
+            val = inet.LoaderEvalStream(val_ds, np.arange(len(tree["val_paths"])), persistent=False, **ev)
+        num_classes, in_chans = len(tree["classes"]), inet.IN_CHANS
+    _check_steps(train)
+    return DataBundle(
+        train=train,
+        minival=minival,
+        val=val,
+        num_classes=int(num_classes),
+        in_chans=int(in_chans),
+        train_size=train.num_samples,
+        minival_size=minival.num_samples,
+        val_size=0 if val is None else val.num_samples,
+        name=name,
+    )
