@@ -1,0 +1,1 @@
+"""Sweeps: grid expansion, the manifest, resource classes, submitit launchers and the cell runner."""

@@ -1,0 +1,184 @@
+"""Grids as data: sweeps/NAME.yaml -> cells (resolved configs with stable hashes).
+
+A grid file holds `axes` (dotted config key -> list of values; cartesian product), optional
+`cases` (named override sets, crossed with the axes: the additive study), `fixed` overrides and
+`exclude` patterns. Every cell is resolved and validated before anything is submitted.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from rsscale.config import CELL_GROUPS, cell_config, cell_hash, cell_id, validate_cell
+
+_INTERP = re.compile(r"^\$\{([A-Za-z_][\w.]*)\}$")
+GRID_KEYS = {"name", "description", "axes", "cases", "fixed", "exclude", "scale"}
+
+
+@dataclass
+class Cell:
+    """One point of a grid: its resolved config, hash, id and the axis values that define it."""
+
+    cell_id: str
+    hash: str
+    config: dict[str, Any]
+    axes: dict[str, Any] = field(default_factory=dict)
+    case: str | None = None
+
+
+class GridError(ValueError):
+    """A grid file that cannot be expanded; the message names the grid and the field."""
+
+
+def _get(tree: Mapping, dotted: str):
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise KeyError(dotted)
+        node = node[part]
+    return node
+
+
+def _set(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node[part]
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def _links(cfg: DictConfig, prefix: str = "") -> dict[str, str]:
+    """Simple `${a.b}` interpolations of the base config, to re-apply after each cell's overrides."""
+    out = {}
+    for key in cfg:
+        path = f"{prefix}{key}"
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig):
+            out.update(_links(node, path + "."))
+        elif OmegaConf.is_interpolation(cfg, key):
+            m = _INTERP.match(str(node._value()))
+            if not m:
+                raise GridError(f"{path}: only plain ${{a.b}} interpolations are supported in cell configs")
+            out[path] = m.group(1)
+    return out
+
+
+def grid_spec(cfg: DictConfig) -> dict[str, Any]:
+    """The grid section of a composed config as a plain dict (empty grid: one default cell)."""
+    grid = cfg.get("grid")
+    if grid is None:
+        return {"name": "default", "axes": {}, "cases": None, "fixed": {}, "exclude": []}
+    spec = OmegaConf.to_container(grid, resolve=True)
+    unknown = set(spec) - GRID_KEYS
+    name = spec.get("name", "?")
+    if unknown:
+        raise GridError(f"grid {name}: unknown keys {sorted(unknown)}; allowed {sorted(GRID_KEYS)}")
+    spec.setdefault("axes", {})
+    spec.setdefault("fixed", {})
+    spec.setdefault("exclude", [])
+    spec.setdefault("cases", None)
+    for axis, values in (spec["axes"] or {}).items():
+        if not isinstance(values, list):
+            raise GridError(f"grid {name}: axis {axis} must be a list of values, got {values!r}")
+        if not values:
+            raise GridError(f"grid {name}: axis {axis} is empty; give at least one value")
+    if spec["cases"] is not None:
+        if not isinstance(spec["cases"], list) or not spec["cases"]:
+            raise GridError(f"grid {name}: cases must be a non-empty list of {{name, overrides}}")
+        for i, case in enumerate(spec["cases"]):
+            if not isinstance(case, Mapping) or "name" not in case:
+                raise GridError(f"grid {name}: cases[{i}] needs a name and overrides")
+    return spec
+
+
+def expand(cfg: DictConfig, *, validate: bool = True) -> tuple[dict[str, Any], list[Cell]]:
+    """All cells of the grid in `cfg`, resolved, deduplicated by hash and validated.
+
+    Fast enough for 10,000-cell grids: the base config is resolved once and each cell is a plain
+    dict copy with its overrides and the base's interpolations re-applied.
+    """
+    spec = grid_spec(cfg)
+    name = spec["name"]
+    base_cfg = OmegaConf.masked_copy(cfg, list(CELL_GROUPS))
+    links = _links(base_cfg)
+    base = OmegaConf.to_container(base_cfg, resolve=False)
+
+    def check_key(key: str, where: str) -> None:
+        if key.split(".")[0] not in CELL_GROUPS:
+            raise GridError(
+                f"grid {name}: {where} {key!r} is not a cell field (groups: {', '.join(CELL_GROUPS)})"
+            )
+        try:
+            _get(base, key)
+        except KeyError:
+            raise GridError(f"grid {name}: {where} {key!r} is not a config field") from None
+
+    for key in spec["fixed"]:
+        check_key(key, "fixed field")
+    for key in spec["axes"]:
+        check_key(key, "axis")
+    cases = spec["cases"] or [{"name": None, "overrides": {}}]
+    for case in cases:
+        for key in case.get("overrides") or {}:
+            check_key(key, f"case {case['name']!r} field")
+    for pattern in spec["exclude"]:
+        for key in pattern:
+            if (
+                key != "case"
+                and key not in spec["axes"]
+                and not any(key in (c.get("overrides") or {}) for c in cases)
+            ):
+                raise GridError(f"grid {name}: exclude names {key!r}, which is not an axis")
+
+    axes = list(spec["axes"].items())
+    keys = [k for k, _ in axes]
+    cells: dict[str, Cell] = {}
+    validated: set[str] = set()
+    for case in cases:
+        for combo in itertools.product(*[v for _, v in axes]):
+            point = dict(zip(keys, combo))
+            tree = copy.deepcopy(base)
+            for k, v in spec["fixed"].items():
+                _set(tree, k, v)
+            for k, v in (case.get("overrides") or {}).items():
+                _set(tree, k, v)
+            for k, v in point.items():
+                _set(tree, k, v)
+            merged = {**(case.get("overrides") or {}), **point, "case": case.get("name")}
+            if any(all(merged.get(k) == v for k, v in pat.items()) for pat in spec["exclude"]):
+                continue
+            for dst, src in links.items():
+                _set(tree, dst, _resolve_link(tree, src, links))
+            cell = cell_config(tree)
+            h = cell_hash(cell)
+            if h in cells:
+                continue
+            if validate:
+                data_key = json.dumps(cell["data"], sort_keys=True)
+                try:
+                    validate_cell(cell, check_data_files=data_key not in validated)
+                except ValueError as e:
+                    shown = {**point, "case": case.get("name")}
+                    where = ", ".join(f"{k}={v}" for k, v in shown.items() if v is not None) or "defaults"
+                    raise GridError(f"grid {name}: cell ({where}): {e}") from None
+                validated.add(data_key)
+            cells[h] = Cell(cell_id(cell, h), h, cell, axes=point, case=case.get("name"))
+    if not cells:
+        raise GridError(f"grid {name}: the exclusions leave no cell to run")
+    return spec, list(cells.values())
+
+
+def _resolve_link(tree: Mapping, src: str, links: Mapping[str, str], depth: int = 0):
+    if depth > 10:
+        raise GridError(f"interpolation loop at {src}")
+    if src in links:
+        return _resolve_link(tree, links[src], links, depth + 1)
+    return _get(tree, src)

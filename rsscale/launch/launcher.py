@@ -1,0 +1,149 @@
+"""Submitit launchers: local (throttled to the machine) and SLURM (job arrays per resource class).
+
+Both take (cell_id, ResourceClass) pairs and hand back job ids for the manifest. SLURM arrays
+are chunked to MaxArraySize and throttled with array_parallelism; the driver may exit after
+submission, since status comes from the manifest, run records and one batched sacct.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from rsscale.launch.resources import ResourceClass, local_parallelism
+from rsscale.launch.runner import CellRunner
+
+log = logging.getLogger("rsscale.sweep")
+
+
+class SlurmLauncher:
+    name = "slurm"
+
+    def __init__(self, sweep_dir: Path, cluster: Mapping[str, Any], group: str | None):
+        self.sweep_dir = Path(sweep_dir)
+        self.cluster = dict(cluster)
+        self.group = group
+
+    def max_array_size(self) -> int:
+        v = self.cluster.get("max_array_size", "auto")
+        if v in (None, "auto"):
+            from rsscale.launch.slurm import site_limits
+
+            return int(site_limits().get("MaxArraySize", 1001)) - 1 or 1000
+        return int(v)
+
+    def _executor(self, rc: ResourceClass) -> submitit.SlurmExecutor:
+        c = self.cluster
+        ex = submitit.SlurmExecutor(
+            folder=self.sweep_dir / "logs" / "%A_%a", max_num_timeout=int(c["max_num_timeout"])
+        )
+        params: dict[str, Any] = dict(
+            job_name=f"rsscale-{self.sweep_dir.name}",
+            time=rc.time_min,
+            nodes=rc.nodes,
+            ntasks_per_node=max(1, rc.tasks // rc.nodes),
+            cpus_per_task=rc.cpus_per_task,
+            array_parallelism=int(c.get("array_parallelism") or 256),
+            signal_delay_s=int(c.get("signal_delay_s") or 90),
+            setup=list(c.get("setup") or []),
+            additional_parameters=dict(c.get("additional_parameters") or {}),
+            stderr_to_stdout=True,
+        )
+        if rc.mem_gb:
+            params["mem"] = f"{rc.mem_gb}GB"
+        if rc.gpus_per_node:
+            if c.get("gres"):
+                params["gres"] = c["gres"]
+            else:
+                params["gpus_per_node"] = min(rc.tasks, rc.gpus_per_node)
+        for key in ("partition", "account", "qos", "constraint"):
+            if c.get(key):
+                params[key] = c[key]
+        ex.update_parameters(**params)
+        return ex
+
+    def submit(self, items: Sequence[tuple[str, ResourceClass]]) -> dict[str, str]:
+        """Submit every cell; one array per resource class, chunked to the site's MaxArraySize."""
+        by_class: dict[ResourceClass, list[str]] = defaultdict(list)
+        for cell_id, rc in items:
+            by_class[rc].append(cell_id)
+        chunk = self.max_array_size()
+        out: dict[str, str] = {}
+        for rc, cell_ids in by_class.items():
+            ex = self._executor(rc)
+            for i in range(0, len(cell_ids), chunk):
+                part = cell_ids[i : i + chunk]
+                runners = [CellRunner(str(self.sweep_dir), cid, self.group) for cid in part]
+                with ex.batch():
+                    jobs = [ex.submit(r) for r in runners]
+                for cid, job in zip(part, jobs):
+                    out[cid] = str(job.job_id)
+                log.info(
+                    "submitted %d cells as array %s (%s)", len(part), jobs[0].job_id.split("_")[0], rc.key
+                )
+        return out
+
+    @staticmethod
+    def cancel(job_ids: Sequence[str]) -> None:
+        import subprocess
+
+        if job_ids:
+            subprocess.run(["scancel", *job_ids], check=False, capture_output=True)
+
+
+class LocalLauncher:
+    """Runs cells as local submitit jobs, as many at once as the machine allows (no oversubscription)."""
+
+    name = "local"
+
+    def __init__(self, sweep_dir: Path, cluster: Mapping[str, Any], group: str | None):
+        self.sweep_dir = Path(sweep_dir)
+        self.cluster = dict(cluster)
+        self.group = group
+
+    def run(
+        self,
+        items: Sequence[tuple[str, ResourceClass]],
+        on_submit: Callable[[str, str], None],
+        on_done: Callable[[str, BaseException | None], None],
+        poll_s: float = 0.5,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Blocking: keep up to `parallel` cells running until all are done."""
+        queue = list(items)
+        running: dict[str, submitit.Job] = {}
+        max_tasks = max((rc.tasks for _, rc in items), default=1)
+        parallel, threads = local_parallelism(self.cluster, max_tasks)
+        log.info("local launcher: %d cell(s) at a time, %d thread(s) each", parallel, threads)
+        while queue or running:
+            while queue and len(running) < parallel and not should_stop():
+                cell_id, rc = queue.pop(0)
+                ex = submitit.LocalExecutor(folder=self.sweep_dir / "logs" / "%j")
+                ex.update_parameters(
+                    timeout_min=rc.time_min,
+                    tasks_per_node=rc.tasks,
+                    gpus_per_node=rc.gpus_per_node * rc.tasks if rc.gpus_per_node else 0,
+                )
+                job = ex.submit(CellRunner(str(self.sweep_dir), cell_id, self.group, threads))
+                running[cell_id] = job
+                on_submit(cell_id, f"local-{job.job_id}")
+            if should_stop():
+                for job in running.values():
+                    job.cancel(check=False)
+                queue.clear()
+            time.sleep(poll_s)
+            for cell_id, job in list(running.items()):
+                if job.done():
+                    del running[cell_id]
+                    try:
+                        job.result()
+                        err = None
+                    except BaseException as e:  # noqa: BLE001 - isolate failures per cell
+                        err = e
+                    on_done(cell_id, err)

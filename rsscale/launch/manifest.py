@@ -1,0 +1,118 @@
+"""The sweep manifest: the durable state of a sweep (cell -> hash, config, job ids, attempts, status).
+
+One JSON file, written atomically by the driver. Cells are only ever added, never renumbered or
+removed; a completed cell's record is never touched. Run records in each cell directory hold the
+results; `status` merges both with one batched sacct call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rsscale.io import atomic_write_json, read_json
+from rsscale.train.record import load_record, now
+
+MANIFEST_NAME = "manifest.json"
+SCHEMA_VERSION = 1
+TERMINAL = ("completed", "failed", "diverged")
+
+
+class Manifest:
+    def __init__(self, sweep_dir: str | os.PathLike, data: dict[str, Any] | None = None):
+        self.sweep_dir = Path(sweep_dir)
+        self.data = data or {
+            "schema_version": SCHEMA_VERSION,
+            "created": now(),
+            "updated": now(),
+            "grid": None,
+            "commands": [],
+            "cells": {},
+        }
+
+    # -- persistence ----------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self.sweep_dir / MANIFEST_NAME
+
+    @classmethod
+    def load(cls, sweep_dir: str | os.PathLike) -> Manifest:
+        path = Path(sweep_dir) / MANIFEST_NAME
+        if not path.exists():
+            raise FileNotFoundError(f"{sweep_dir} is not a sweep directory (no {MANIFEST_NAME})")
+        return cls(sweep_dir, read_json(path))
+
+    @classmethod
+    def load_or_new(cls, sweep_dir: str | os.PathLike) -> Manifest:
+        try:
+            return cls.load(sweep_dir)
+        except FileNotFoundError:
+            return cls(sweep_dir)
+
+    def save(self) -> None:
+        self.data["updated"] = now()
+        atomic_write_json(self.path, self.data)
+
+    @contextlib.contextmanager
+    def driver_lock(self) -> Iterator[None]:
+        """One driver per sweep directory at a time (status readers need no lock)."""
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.sweep_dir / ".driver.lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RuntimeError(
+                    f"another rsscale.sweep is driving {self.sweep_dir}; wait for it or use "
+                    f"`python -m rsscale.status {self.sweep_dir}`"
+                ) from None
+            yield
+
+    # -- cells ----------------------------------------------------------------------------------
+    @property
+    def cells(self) -> dict[str, dict[str, Any]]:
+        return self.data["cells"]
+
+    def cell_dir(self, cell_id: str) -> Path:
+        return self.sweep_dir / "cells" / cell_id
+
+    def add_cell(self, cell_id: str, h: str, axes: dict, case: str | None, resource_class: str) -> dict:
+        entry = self.cells.get(cell_id)
+        if entry is None:
+            entry = self.cells[cell_id] = {
+                "hash": h,
+                "axes": axes,
+                "case": case,
+                "cell_dir": f"cells/{cell_id}",
+                "resource_class": resource_class,
+                "submissions": [],
+                "status": "new",
+                "error_class": None,
+            }
+        elif entry["hash"] != h:
+            raise RuntimeError(f"manifest cell {cell_id} has hash {entry['hash']}, the grid gives {h}")
+        return entry
+
+    def add_submission(self, cell_id: str, job_id: str, launcher: str, resource_class: str) -> None:
+        self.cells[cell_id]["submissions"].append(
+            {"job_id": str(job_id), "launcher": launcher, "resource_class": resource_class, "time": now()}
+        )
+
+    def record(self, cell_id: str) -> dict | None:
+        try:
+            return load_record(self.cell_dir(cell_id))
+        except (OSError, ValueError) as e:  # a malformed record is reported, not fatal
+            print(f"rsscale: warning: unreadable record for {cell_id}: {e}", file=sys.stderr)
+            return None
+
+    def attempts(self, cell_id: str) -> int:
+        """Starts of the cell's runner (each line of attempts.jsonl), across requeues and re-runs."""
+        path = self.cell_dir(cell_id) / "attempts.jsonl"
+        if not path.exists():
+            return 0
+        with open(path) as f:
+            return sum(1 for line in f if line.strip())

@@ -1,0 +1,140 @@
+"""Per-cell resources from cost: FLOPs x images x epochs over a profile's throughput.
+
+Cells of one grid differ by orders of magnitude in cost; each gets GPUs (tasks), a time limit and
+memory from its estimate, rounded up to a few buckets so that cells group into resource classes,
+one job array per class.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# (train images after minival, classes, channels) per dataset, for estimates before loading data
+DATASETS = {"fashion_mnist": (58_800, 10, 1), "imagenet": (1_255_167, 1000, 3)}
+TIME_BUCKETS_MIN = (5, 10, 15, 30, 60, 120, 240, 480, 720, 1440, 2880, 4320, 10080)
+
+
+class ResourceError(ValueError):
+    """No profile can satisfy a cell (raised before anything is submitted)."""
+
+
+@dataclass(frozen=True)
+class ResourceClass:
+    tasks: int  # processes (one per GPU on GPU clusters)
+    nodes: int
+    gpus_per_node: int
+    cpus_per_task: int
+    mem_gb: int  # per node
+    time_min: int
+
+    @property
+    def key(self) -> str:
+        g = f"{self.gpus_per_node}g" if self.gpus_per_node else "cpu"
+        return f"n{self.nodes}-t{self.tasks}-{g}-c{self.cpus_per_task}-m{self.mem_gb}-{self.time_min}min"
+
+
+def dataset_shape(data_cfg: Mapping[str, Any]) -> tuple[int, int, int]:
+    name = data_cfg["name"]
+    if name == "synthetic":
+        n, classes, chans = int(data_cfg.get("size", 2048)), int(data_cfg.get("num_classes", 10)), 3
+    elif name in DATASETS:
+        n, classes, chans = DATASETS[name]
+    else:
+        n, classes, chans = 1_000_000, 1000, 3
+    if data_cfg.get("train_subset"):
+        n = min(n, int(data_cfg["train_subset"]))
+    return n, classes, chans
+
+
+def cell_cost(cell: Mapping[str, Any]) -> dict[str, float]:
+    """Params, forward FLOPs per image and total training FLOPs (3x forward per image seen)."""
+    from rsscale.models import model_cost
+
+    n, classes, chans = dataset_shape(cell["data"])
+    mc = model_cost(dict(cell["model"]), int(cell["data"]["train_res"]), classes, chans)
+    epochs = int(cell["recipe"]["epochs"])
+    return {
+        "params": mc["params"],
+        "flops_per_image": mc["flops_per_image"],
+        "train_flops": 3.0 * mc["flops_per_image"] * n * epochs,
+    }
+
+
+def _bucket(minutes: float, cap: int) -> int:
+    for b in TIME_BUCKETS_MIN:
+        if minutes <= b:
+            return min(b, cap)
+    return cap
+
+
+def resource_class(cell: Mapping[str, Any], cluster: Mapping[str, Any]) -> ResourceClass:
+    """The resources one cell gets on a cluster profile; ResourceError if none fits."""
+    tasks = int(cell["runtime"].get("tasks", 1))
+    if cluster["name"] == "local" or cluster.get("kind") == "local":
+        return _local_class(tasks, cluster)
+    gpn = int(cluster.get("gpus_per_node") or 0)
+    max_nodes = int(cluster.get("max_nodes") or 1)
+    if gpn:
+        nodes = math.ceil(tasks / gpn)
+        per_node = min(tasks, gpn)
+        if tasks % per_node:
+            raise ResourceError(f"runtime.tasks={tasks} does not fill nodes of {gpn} GPUs evenly")
+        cpus = int(cluster.get("cpus_per_gpu") or 1)
+    else:
+        nodes, per_node, cpus = 1, tasks, int(cluster.get("cpus_per_task") or 1)
+    if nodes > max_nodes:
+        raise ResourceError(
+            f"runtime.tasks={tasks} needs {nodes} nodes of {gpn or 'CPU'} "
+            f"{'GPUs' if gpn else 'tasks'}; profile {cluster['name']} allows max_nodes={max_nodes}"
+        )
+    mem = math.ceil(float(cluster.get("mem_gb_per_cpu") or 2.0) * cpus * per_node)
+    if cluster.get("max_mem_gb_per_node") and mem > int(cluster["max_mem_gb_per_node"]):
+        raise ResourceError(
+            f"cell needs {mem} GB per node; profile {cluster['name']} offers {cluster['max_mem_gb_per_node']}"
+        )
+    cost = cell_cost(cell)
+    seconds = cost["train_flops"] / (float(cluster.get("throughput_flops") or 1e12) * tasks)
+    minutes = seconds / 60 * float(cluster.get("time_margin") or 1.5) + int(cluster.get("min_time_min") or 5)
+    time_min = _bucket(minutes, int(cluster.get("max_time_min") or 2880))
+    return ResourceClass(tasks, nodes, gpn if gpn else 0, cpus, mem, time_min)
+
+
+def _local_class(tasks: int, cluster: Mapping[str, Any]) -> ResourceClass:
+    gpus = _visible_gpus()
+    if gpus and tasks > gpus:
+        raise ResourceError(f"runtime.tasks={tasks} but this machine has {gpus} GPUs")
+    cpus = os.cpu_count() or 1
+    if not gpus and tasks > cpus:
+        raise ResourceError(f"runtime.tasks={tasks} CPU processes but this machine has {cpus} cores")
+    return ResourceClass(tasks, 1, 1 if gpus else 0, 1, 0, int(cluster.get("timeout_min") or 10080))
+
+
+def _visible_gpus() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def local_parallelism(cluster: Mapping[str, Any], tasks_per_cell: int = 1) -> tuple[int, int]:
+    """(cells at once, threads per cell) on this machine: never oversubscribe cores; one GPU per job."""
+    gpus = _visible_gpus()
+    cpus = os.cpu_count() or 1
+    mp = cluster.get("max_parallel", "auto")
+    cpc = cluster.get("cpus_per_cell", "auto")
+    if gpus:
+        par = gpus // max(1, tasks_per_cell) if mp == "auto" else int(mp)
+        threads = max(1, cpus // max(1, par * tasks_per_cell)) if cpc == "auto" else int(cpc)
+        return max(1, par), threads
+    # Small CPU cells run best one thread each, side by side: OpenMP threads that share cores
+    # with other processes spin and can slow training by 10x.
+    if cpc == "auto":
+        cpc = 1 if mp == "auto" else max(1, cpus // (int(mp) * tasks_per_cell))
+    par = max(1, cpus // (int(cpc) * tasks_per_cell)) if mp == "auto" else int(mp)
+    return par, max(1, int(cpc))

@@ -1,0 +1,93 @@
+"""The cell runner: what every submitit task executes, locally or on SLURM.
+
+Checkpointable: on the preemption/timeout signal the train loop saves a checkpoint at a step
+boundary and hands over to submitit, which pickles this runner again and requeues the job.
+Every start, after a signal or a node failure that sent none, resumes from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from rsscale.io import read_json
+
+CONFIG_NAME = "config.json"
+
+
+class CellRunner(submitit.helpers.Checkpointable):
+    def __init__(self, sweep_dir: str, cell_id: str, group: str | None = None, threads: int | None = None):
+        self.sweep_dir = str(sweep_dir)
+        self.cell_id = cell_id
+        self.group = group
+        self.threads = threads
+
+    @property
+    def cell_dir(self) -> Path:
+        return Path(self.sweep_dir) / "cells" / self.cell_id
+
+    def __call__(self) -> dict[str, Any]:
+        from rsscale.train.loop import train
+
+        cell = read_json(self.cell_dir / CONFIG_NAME)
+        rank = _global_rank()
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(int(self.threads))
+        if rank == 0:
+            self._log_attempt()
+        _setup_logging(self.cell_dir / "train.log")
+        record = train(cell, self.cell_dir, cell_id_=self.cell_id, group=self.group)
+        final = record.get("final") or {}
+        return {"cell_id": self.cell_id, "status": record["status"], "top1": final.get("top1")}
+
+    def _log_attempt(self) -> None:
+        env = os.environ
+        line = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "job_id": _job_id(),
+            "slurm_restart_count": int(env.get("SLURM_RESTART_COUNT", 0) or 0),
+            "resume": (self.cell_dir / "checkpoint.pt").exists(),
+        }
+        self.cell_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.cell_dir / "attempts.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _global_rank() -> int:
+    try:
+        return submitit.JobEnvironment().global_rank
+    except RuntimeError:
+        return int(os.environ.get("RANK", 0))
+
+
+def _job_id() -> str | None:
+    try:
+        return submitit.JobEnvironment().job_id
+    except RuntimeError:
+        return None
+
+
+def _setup_logging(path: Path) -> None:
+    """Log lines to the cell's train.log and to the job's stdout (submitit's log file)."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    fmt = logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S")
+    if not any(getattr(h, "_rsscale", False) for h in root.handlers):
+        for h in (logging.FileHandler(path), logging.StreamHandler(sys.stdout)):
+            h.setFormatter(fmt)
+            h._rsscale = True  # type: ignore[attr-defined]
+            root.addHandler(h)

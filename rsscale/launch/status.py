@@ -1,0 +1,139 @@
+"""One row per cell from the manifest, the run records and one batched sacct call.
+
+Works while jobs run and after the driver has exited; never polls jobs one by one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+from rsscale.launch.manifest import Manifest
+
+TERMINAL = ("completed", "failed", "diverged")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _last_attempt(manifest: Manifest, cell_id: str) -> dict | None:
+    import json
+
+    path = manifest.cell_dir(cell_id) / "attempts.jsonl"
+    if not path.exists():
+        return None
+    last = None
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                try:
+                    last = json.loads(line)
+                except ValueError:
+                    continue
+    return last
+
+
+def cell_rows(manifest: Manifest, cell_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    ids = list(cell_ids) if cell_ids is not None else list(manifest.cells)
+    slurm_ids = []
+    for cid in ids:
+        subs = manifest.cells[cid]["submissions"]
+        if subs and subs[-1]["launcher"] == "slurm":
+            slurm_ids.append(subs[-1]["job_id"])
+    states: dict[str, Any] = {}
+    if slurm_ids:
+        from rsscale.launch.slurm import job_states
+
+        states = job_states(slurm_ids)
+    rows = []
+    for cid in ids:
+        entry = manifest.cells[cid]
+        rows.append(_row(manifest, cid, entry, states))
+    return rows
+
+
+def _row(manifest: Manifest, cid: str, entry: dict, states: dict) -> dict[str, Any]:
+    from rsscale.launch.slurm import classify
+
+    rec = manifest.record(cid)
+    subs = entry["submissions"]
+    last = subs[-1] if subs else None
+    job = states.get(last["job_id"]) if last and last["launcher"] == "slurm" else None
+    status, error_class = "new" if not subs else "pending", None
+    if rec is not None:
+        status, error_class = rec["status"], rec.get("error_class")
+    if status in ("running", "preempted", "pending") and last is not None:
+        if job is not None:
+            st = job.state
+            if st in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"):
+                status = "pending" if rec is None else "requeued"
+            elif st in ("RUNNING", "COMPLETING", "CONFIGURING"):
+                status = "running"
+            else:  # the job has ended but the record is not terminal: classify the job's end
+                status, error_class = "failed", classify(st) or error_class or "code_error"
+        elif last["launcher"] == "local":
+            att = _last_attempt(manifest, cid)
+            alive = (
+                att is not None and att.get("host") == socket.gethostname() and _pid_alive(int(att["pid"]))
+            )
+            if rec is not None and not alive and status == "running":
+                status, error_class = "failed", "node_failure"  # the process died without a word
+            elif rec is None and att is not None and not alive:
+                status, error_class = "failed", "code_error"
+    history = (rec or {}).get("history") or []
+    epochs = ((rec or {}).get("config") or {}).get("recipe", {}).get("epochs")
+    key = (
+        "minival_top1_ema" if any(h.get("minival_top1_ema") is not None for h in history) else "minival_top1"
+    )
+    best = max((h[key] for h in history if h.get(key) is not None), default=None)
+    final = (rec or {}).get("final") or {}
+    return {
+        "cell_id": cid,
+        "status": status,
+        "error_class": error_class,
+        "progress": f"{len(history)}/{epochs}" if epochs else "-",
+        "best_minival_top1": best,
+        "val_top1": final.get("top1"),
+        "attempts": manifest.attempts(cid),
+        "submissions": len(subs),
+        "job_id": last["job_id"] if last else None,
+        "slurm_state": job.state if job is not None else None,
+        "resource_class": entry.get("resource_class"),
+    }
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    cols = [
+        ("cell_id", "cell"),
+        ("status", "status"),
+        ("error_class", "error"),
+        ("progress", "epochs"),
+        ("best_minival_top1", "best minival"),
+        ("val_top1", "val top1"),
+        ("attempts", "attempts"),
+        ("job_id", "job"),
+    ]
+
+    def fmt(v):
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        return str(v)
+
+    table = [[h for _, h in cols]] + [[fmt(r.get(k)) for k, _ in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    lines.append("")
+    lines.append(f"{len(rows)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return "\n".join(lines)

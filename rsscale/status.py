@@ -1,0 +1,30 @@
+"""`python -m rsscale.status SWEEP_DIR`: one row per cell (status, progress, best minival top-1,
+attempts, error class), from the manifest, the run records and one batched sacct call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rsscale.launch.manifest import Manifest
+from rsscale.launch.status import cell_rows, format_table
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rsscale.status", description=__doc__)
+    p.add_argument("sweep_dir")
+    p.add_argument("--json", action="store_true", help="print rows as JSON")
+    args = p.parse_args(argv)
+    try:
+        manifest = Manifest.load(args.sweep_dir)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"rsscale.status: error: {e}", file=sys.stderr)
+        return 2
+    rows = cell_rows(manifest)
+    print(json.dumps(rows, indent=1) if args.json else format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

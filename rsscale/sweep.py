@@ -1,0 +1,252 @@
+"""`python -m rsscale.sweep [+grid=NAME] [overrides]`: the main job.
+
+Composes conf/ (+ sweeps/NAME.yaml), expands and validates every cell, merges with the manifest
+of the (deterministic) sweep directory, skips completed cells, launches the rest through
+submitit (local or SLURM arrays), waits (unless detached), prints a summary and runs the analysis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from rsscale.config import CONF_DIR
+from rsscale.io import atomic_write_json
+from rsscale.launch.grid import Cell, GridError, expand
+from rsscale.launch.manifest import Manifest
+from rsscale.launch.resources import ResourceError, resource_class
+from rsscale.launch.runner import CONFIG_NAME
+from rsscale.launch.status import TERMINAL, cell_rows, format_table
+
+log = logging.getLogger("rsscale.sweep")
+# Overrides that do not change which cells run or their results: not part of the sweep dir name.
+_DIR_NEUTRAL = ("hydra.", "sweep.", "sweep_root", "cluster", "logger", "+grid", "grid=", "runtime.progress")
+
+
+def _dir_suffix() -> str:
+    """'-<hash>' of the result-changing command-line overrides ('' when there are none)."""
+    args = [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
+    keep = sorted(a.lstrip("+~") for a in args if not a.lstrip("~").startswith(_DIR_NEUTRAL))
+    keep = [a for a in keep if not a.startswith(_DIR_NEUTRAL)]
+    return "-" + hashlib.sha256("\n".join(keep).encode()).hexdigest()[:8] if keep else ""
+
+
+OmegaConf.register_new_resolver("rsscale_dir_suffix", _dir_suffix, replace=True)
+
+
+class SweepError(RuntimeError):
+    pass
+
+
+def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[tuple[Cell, Any]], dict]:
+    """Which cells to launch: new ones, unfinished ones, and failures the retry policy allows."""
+    cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
+    retry = OmegaConf.to_container(cfg.sweep.retry, resolve=True)
+    classes = {}
+    for c in cells:  # every cell's resources are checked before anything is submitted
+        try:
+            classes[c.cell_id] = resource_class(c.config, cluster)
+        except ResourceError as e:
+            raise SweepError(f"cell {c.cell_id}: {e}") from None
+    known = [
+        c.cell_id for c in cells if c.cell_id in manifest.cells and manifest.cells[c.cell_id]["submissions"]
+    ]
+    rows = {r["cell_id"]: r for r in cell_rows(manifest, known)} if known else {}
+    todo, counts = [], {"new": 0, "skip_completed": 0, "resume": 0, "retry": 0, "running": 0, "exhausted": 0}
+    for c in cells:
+        entry = manifest.add_cell(c.cell_id, c.hash, c.axes, c.case, classes[c.cell_id].key)
+        row = rows.get(c.cell_id)
+        if row is None:
+            todo.append((c, classes[c.cell_id]))
+            counts["new"] += 1
+            continue
+        status, ecls = row["status"], row["error_class"]
+        last = entry["submissions"][-1]
+        if status in ("failed", "diverged", "preempted") and "outcome" not in last:
+            last["outcome"] = ecls or status
+        if status == "completed":
+            counts["skip_completed"] += 1
+        elif status in ("pending", "running", "requeued"):
+            counts["running"] += 1
+        elif status in ("failed", "diverged", "preempted"):
+            cls = ecls or ("diverged" if status == "diverged" else "code_error")
+            used = sum(1 for s in entry["submissions"] if s.get("outcome") == cls)
+            if used <= int(retry.get(cls, 0)):
+                todo.append((c, classes[c.cell_id]))
+                counts["retry" if status == "failed" else "resume"] += 1
+            else:
+                counts["exhausted"] += 1
+        else:
+            todo.append((c, classes[c.cell_id]))
+            counts["resume"] += 1
+    return todo, counts
+
+
+def run_sweep(cfg: DictConfig) -> int:
+    sweep_dir = Path(HydraConfig.get().sweep.dir).resolve()
+    try:
+        spec, cells = expand(cfg)
+    except (GridError, ValueError) as e:
+        raise SweepError(str(e)) from None
+    manifest = Manifest.load_or_new(sweep_dir)
+    with manifest.driver_lock():
+        if manifest.data["grid"] not in (None, spec["name"]):
+            raise SweepError(f"{sweep_dir} holds grid {manifest.data['grid']!r}, not {spec['name']!r}")
+        manifest.data["grid"] = spec["name"]
+        todo, counts = plan(cfg, manifest, cells)
+        print(
+            f"rsscale: grid {spec['name']}: {len(cells)} cells in {sweep_dir}\n"
+            f"  to launch: {counts['new']} new, {counts['resume']} to resume, {counts['retry']} to retry; "
+            f"skipped: {counts['skip_completed']} completed, {counts['running']} still queued/running, "
+            f"{counts['exhausted']} out of retries",
+            flush=True,
+        )
+        if cfg.sweep.dry_run:
+            for c, rc in todo:
+                print(f"  {c.cell_id}  {rc.key}")
+            return 0
+        manifest.data["commands"].append({"argv": sys.argv, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        for c, _ in todo:
+            cell_dir = manifest.cell_dir(c.cell_id)
+            cell_dir.mkdir(parents=True, exist_ok=True)
+            if not (cell_dir / CONFIG_NAME).exists():
+                atomic_write_json(cell_dir / CONFIG_NAME, c.config)
+        manifest.save()
+        cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
+        group = cfg.logger.group or sweep_dir.name
+        items = [(c.cell_id, rc) for c, rc in todo]
+        launched = [c.cell_id for c, _ in todo]
+        if cluster["name"] == "local" or cluster.get("kind") == "local":
+            if cfg.sweep.detach and todo:
+                return _detach_local(sweep_dir)
+            _run_local(cfg, manifest, sweep_dir, cluster, group, items)
+        elif todo:
+            from rsscale.launch.launcher import SlurmLauncher
+
+            ids = SlurmLauncher(sweep_dir, cluster, group).submit(items)
+            for cid, rc in items:
+                manifest.add_submission(cid, ids[cid], "slurm", rc.key)
+            manifest.save()
+            if cfg.sweep.detach:
+                print(
+                    f"rsscale: submitted {len(ids)} cells; follow with: python -m rsscale.status {sweep_dir}"
+                )
+                return 0
+            _wait_slurm(cfg, manifest, launched)
+        rows = cell_rows(manifest)
+        for r in rows:
+            manifest.cells[r["cell_id"]].update(status=r["status"], error_class=r["error_class"])
+        manifest.save()
+    print(format_table(rows))
+    if cfg.sweep.analyze:
+        _analyze(sweep_dir)
+    print(f"\nrsscale: results in {sweep_dir} (records: {sweep_dir}/cells/*/record.json)")
+    print(f"rsscale: status any time with: python -m rsscale.status {sweep_dir}")
+    return 0 if all(r["status"] in ("completed", "diverged") for r in rows) else 1
+
+
+def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) -> None:
+    from rsscale.launch.launcher import LocalLauncher
+
+    stop = {"flag": False}
+    done = {"n": 0}
+
+    def on_submit(cid: str, job_id: str) -> None:
+        rc_key = manifest.cells[cid]["resource_class"]
+        manifest.add_submission(cid, job_id, "local", rc_key)
+        manifest.save()
+
+    def on_done(cid: str, err: BaseException | None) -> None:
+        done["n"] += 1
+        rec = manifest.record(cid) or {}
+        status = rec.get("status", "failed")
+        final = (rec.get("final") or {}).get("top1")
+        msg = f"[{done['n']}/{len(items)}] {cid}: {status}"
+        if final is not None:
+            msg += f" val top1 {final:.4f}"
+        if err is not None:
+            msg += f" ({rec.get('error_class') or 'code_error'}: {str(err).strip().splitlines()[-1][:200]})"
+            if cfg.sweep.fail_fast:
+                stop["flag"] = True
+        print(msg, flush=True)
+
+    LocalLauncher(sweep_dir, cluster, group).run(items, on_submit, on_done, should_stop=lambda: stop["flag"])
+
+
+def _wait_slurm(cfg, manifest: Manifest, cell_ids: list[str]) -> None:
+    from rsscale.launch.launcher import SlurmLauncher
+
+    last = None
+    while True:
+        rows = cell_rows(manifest, cell_ids)
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        if line != last:
+            print(f"rsscale: {time.strftime('%H:%M:%S')} {line}", flush=True)
+            last = line
+        if cfg.sweep.fail_fast and counts.get("failed"):
+            SlurmLauncher.cancel([r["job_id"] for r in rows if r["status"] not in TERMINAL and r["job_id"]])
+            print("rsscale: fail_fast: a cell failed; cancelled the rest", flush=True)
+            return
+        if all(r["status"] in TERMINAL for r in rows):
+            return
+        time.sleep(float(cfg.sweep.poll_s))
+
+
+def _detach_local(sweep_dir: Path) -> int:
+    """Local sweeps have no scheduler to hold them: a detached driver process runs them."""
+    log_path = sweep_dir / "driver.log"
+    args = [a for a in sys.argv[1:] if not a.startswith("sweep.detach")]
+    with open(log_path, "a") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rsscale.sweep", *args, "sweep.detach=false"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    print(
+        f"rsscale: running detached (pid {proc.pid}, log {log_path}); "
+        f"follow with: python -m rsscale.status {sweep_dir}"
+    )
+    return 0
+
+
+def _analyze(sweep_dir: Path) -> None:
+    try:
+        from rsscale.analyze import main as analyze_main
+    except ImportError as e:
+        print(f"rsscale: analysis unavailable: {e}")
+        return
+    try:
+        analyze_main([str(sweep_dir), "--out", str(sweep_dir / "report")])
+    except SystemExit as e:
+        if e.code:
+            print(f"rsscale: analysis did not complete (exit {e.code}); the results above stand")
+    except Exception as e:  # noqa: BLE001 - a failed analysis never loses the sweep
+        print(f"rsscale: analysis failed: {type(e).__name__}: {e}")
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        code = run_sweep(cfg)
+    except (SweepError, RuntimeError, ValueError, FileNotFoundError) as e:
+        print(f"rsscale.sweep: error: {e}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
