@@ -94,6 +94,8 @@ def build_data(
                 vx, vy = syn.make_split("val", cfg["val_size"], num_classes)
                 val_xy = (vx.to(device), vy.to(device))
             mean, std, fill, pad = syn.MEAN, syn.STD, 128, 2
+        if cfg["crop_pad"] is not None:
+            pad = cfg["crop_pad"]
         n = len(train_y)
         train_idx, minival_idx = split_indices(range(n), cfg["minival_fraction"])
         train_idx = take_subset(train_idx, cfg["train_subset"])
@@ -107,6 +109,7 @@ def build_data(
             std=std,
             seed=seed,
             pad=pad,
+            flip=cfg["flip"],
             randaugment_magnitude=magnitude,
             randaugment_fill=fill,
             **common,

@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "download": False,
     "num_workers": "auto",
     "randaugment_magnitude": None,
+    "crop_pad": None,  # in-memory datasets: random-crop padding in px (null: the dataset's default, 0: off)
+    "flip": True,  # random horizontal flip in training
 }
 # Keys that only the synthetic dataset reads; other datasets accept them only as null.
 SYNTHETIC_DEFAULTS: dict[str, Any] = {"num_classes": 10, "size": 2048, "val_size": 512}
@@ -115,6 +117,11 @@ def check_data_cfg(data_cfg: Mapping) -> dict[str, Any]:
             f"[0, {MAX_RANDAUGMENT_MAGNITUDE}], got {ra!r}"
         )
     cfg["randaugment_magnitude"] = None if ra is None else int(ra)
+
+    if cfg["crop_pad"] is not None:
+        cfg["crop_pad"] = _int_at_least(cfg, "crop_pad", 0, 16)
+    if not isinstance(cfg["flip"], bool):
+        raise DataConfigError(f"data.flip must be true or false, got {cfg['flip']!r}")
 
     for key, default in SYNTHETIC_DEFAULTS.items():
         if name == "synthetic":

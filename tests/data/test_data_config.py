@@ -31,6 +31,8 @@ def test_defaults_are_the_contract():
         "download": False,
         "num_workers": "auto",
         "randaugment_magnitude": None,
+        "crop_pad": None,
+        "flip": True,
     }
     syn = validate_data_cfg({"name": "synthetic", "num_classes": None})
     assert (syn["num_classes"], syn["size"], syn["val_size"]) == (10, 2048, 512)
@@ -109,3 +111,11 @@ def test_root_in_torchvision_layout_is_found(tmp_path):
     assert fm.find_fashion_mnist(str(tmp_path))["train_labels"].name == "train-labels-idx1-ubyte"
     b = build_data({"root": str(tmp_path)}, batch_size=16, eval_batch_size=64, device="cpu", seed=0)
     assert (b.train_size, b.minival_size, b.val_size) == (294, 6, 50)
+
+
+def test_crop_pad_and_flip_are_validated():
+    assert validate_data_cfg({"crop_pad": 0, "flip": False})["crop_pad"] == 0
+    with pytest.raises(ValueError, match="data.crop_pad"):
+        validate_data_cfg({"crop_pad": -1})
+    with pytest.raises(ValueError, match="data.flip"):
+        validate_data_cfg({"flip": "yes"})
