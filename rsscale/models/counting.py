@@ -97,6 +97,28 @@ def _reduced_model(
 
 
 @functools.lru_cache(maxsize=8192)
+def _reduced_cost(
+    reduced: tuple[int, ...],
+    width: float,
+    stem: str,
+    se_ratio: float,
+    resnet_d: bool,
+    resolution: int,
+    num_classes: int,
+    in_chans: int,
+) -> tuple[int, int, tuple[int, ...], tuple[int, ...]]:
+    """Counts of the reduced network plus each stage's repeatable block; cached without the depth,
+    so every depth of a grid shares one FLOP count per (width, resolution)."""
+    model = _reduced_model(reduced, width, stem, se_ratio, resnet_d, num_classes, in_chans)
+    flops = flops_by_module(model, resolution, in_chans)
+    names = [f"layer{k + 1}.1" for k in range(len(reduced))]
+    block_params = tuple(
+        count_params(model.get_submodule(n)) if r == 2 else 0 for n, r in zip(names, reduced)
+    )
+    block_flops = tuple(flops.get(n, 0) if r == 2 else 0 for n, r in zip(names, reduced))
+    return count_params(model), flops[""], block_params, block_flops
+
+
 def _cost(
     blocks: tuple[int, ...],
     width: float,
@@ -107,14 +129,14 @@ def _cost(
     num_classes: int,
     in_chans: int,
 ) -> tuple[int, int]:
-    model = _reduced_model(blocks, width, stem, se_ratio, resnet_d, num_classes, in_chans)
-    flops = flops_by_module(model, resolution, in_chans)
-    params, total_flops = count_params(model), flops[""]
+    reduced = tuple(min(n, 2) for n in blocks)
+    params, total_flops, bp, bf = _reduced_cost(
+        reduced, width, stem, se_ratio, resnet_d, resolution, num_classes, in_chans
+    )
     for k, n in enumerate(blocks):
         if n > 2:
-            name = f"layer{k + 1}.1"
-            params += (n - 2) * count_params(model.get_submodule(name))
-            total_flops += (n - 2) * flops[name]
+            params += (n - 2) * bp[k]
+            total_flops += (n - 2) * bf[k]
     return params, total_flops
 
 
