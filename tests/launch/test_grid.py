@@ -1,0 +1,130 @@
+"""Grid expansion, validation and resource classes: before anything is submitted."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import HydraException, MissingConfigException
+
+from rsscale.config import cell_hash, compose
+from rsscale.launch.grid import GridError, expand
+from rsscale.launch.resources import ResourceError, resource_class
+from tests.launch.sweep_helpers import TEST_GRIDS
+
+
+def cfg(*overrides: str):
+    return compose(list(overrides))
+
+
+def test_depth_width_grid_has_3x3x2_cells_with_stable_hashes():
+    _, cells = expand(cfg("+grid=depth_width"))
+    assert len(cells) == 18
+    assert {c.config["model"]["depth"] for c in cells} == {26, 50, 101}
+    assert {c.config["recipe"]["epochs"] for c in cells} == {1, 3}
+    _, again = expand(cfg("+grid=depth_width"))
+    assert [c.hash for c in cells] == [c.hash for c in again]
+    assert len({c.cell_id for c in cells}) == 18
+
+
+def test_paper_grid_cases_and_exclusions():
+    _, cells = expand(cfg("+grid=paper", "data=imagenet", "data.root=/nonexistent"), validate=False)
+    # 7 depths x 5 widths x 5 resolutions x (2 short budgets + 1 long) = 525
+    assert len(cells) == 525
+    long = [c for c in cells if c.config["recipe"]["epochs"] == 350]
+    assert all(c.config["recipe"]["ema_decay"] == 0.9999 for c in long)
+    rs350 = next(
+        c for c in long if c.config["model"]["depth"] == 350 and c.config["data"]["train_res"] == 320
+    )
+    assert rs350.config["model"]["dropout"] == 0.4 and rs350.config["model"]["drop_path_rate"] == 0.1
+    short = [c for c in cells if c.config["recipe"]["epochs"] in (10, 100)]
+    assert all(c.config["recipe"]["randaugment_magnitude"] is None for c in short)
+    assert all(c.config["data"]["eval_res"] == c.config["data"]["train_res"] for c in cells)
+
+
+def test_additive_grid_is_table1():
+    _, cells = expand(cfg("+grid=additive", "data=synthetic"), validate=False)
+    assert [c.case for c in cells][:2] == ["baseline", "+cosine_lr"]
+    assert len(cells) == 11
+    assert cells[0].config["model"]["se_ratio"] == 0.0 and cells[-1].config["model"]["resnet_d"] is True
+
+
+def test_hash_ignores_paths_and_speed_knobs_but_not_results():
+    base = expand(cfg("data=synthetic"))[1][0].config
+    moved = expand(cfg("data=synthetic", "runtime.progress=none", "logger.mode=disabled"))[1][0].config
+    assert cell_hash(base) == cell_hash(moved)
+    other = expand(cfg("data=synthetic", "runtime.seed=1"))[1][0].config
+    assert cell_hash(base) != cell_hash(other)
+
+
+def test_unknown_grid_is_a_hydra_error_listing_the_options():
+    with pytest.raises(MissingConfigException) as e:
+        cfg("+grid=nope")
+    assert "depth_width" in str(e.value)
+
+
+def test_empty_axis_is_rejected(tmp_path):
+    (tmp_path / "grid").mkdir()
+    (tmp_path / "grid" / "empty.yaml").write_text("name: empty\naxes:\n  model.depth: []\n")
+    with pytest.raises(GridError, match="model.depth is empty"):
+        expand(cfg("+grid=empty", f"hydra.searchpath=[file://{tmp_path}]"))
+
+
+def test_invalid_axis_value_names_the_cell_and_field(tmp_path):
+    (tmp_path / "grid").mkdir()
+    (tmp_path / "grid" / "bad.yaml").write_text("name: bad\naxes:\n  model.depth: [26, 37]\n")
+    with pytest.raises(GridError, match=r"model.depth=37.*model.depth"):
+        expand(cfg("+grid=bad", f"hydra.searchpath=[file://{tmp_path}]", "data=synthetic"))
+
+
+def test_unknown_axis_key_is_rejected(tmp_path):
+    (tmp_path / "grid").mkdir()
+    (tmp_path / "grid" / "typo.yaml").write_text("name: typo\naxes:\n  model.dept: [26]\n")
+    with pytest.raises(GridError, match="model.dept"):
+        expand(cfg("+grid=typo", f"hydra.searchpath=[file://{tmp_path}]"))
+
+
+def test_unknown_field_override_is_a_hydra_error():
+    with pytest.raises(HydraException):
+        cfg("recipe.nope=1")
+
+
+def test_test_grid_with_cases_and_exclusion():
+    _, cells = expand(cfg("+grid=faulty", f"hydra.searchpath=[file://{TEST_GRIDS}]", "data=synthetic"))
+    assert len(cells) == 3
+    assert sum(c.config["runtime"]["fail_at_step"] == 2 for c in cells) == 1
+
+
+SLURM_GPU = {
+    "name": "gpu_site",
+    "gpus_per_node": 8,
+    "cpus_per_gpu": 8,
+    "mem_gb_per_cpu": 4,
+    "max_nodes": 2,
+    "throughput_flops": 2e14,
+    "time_margin": 1.5,
+    "min_time_min": 5,
+    "max_time_min": 2880,
+}
+
+
+def test_resources_grow_with_cost_and_group_into_classes():
+    _, cells = expand(cfg("+grid=paper", "data=imagenet", "data.root=/x"), validate=False)
+    small = next(
+        c
+        for c in cells
+        if c.axes == {"model.depth": 26, "model.width": 0.25, "data.train_res": 128, "recipe.epochs": 10}
+    )
+    big = next(
+        c
+        for c in cells
+        if c.axes == {"model.depth": 400, "model.width": 2.0, "data.train_res": 448, "recipe.epochs": 350}
+    )
+    rs, rb = resource_class(small.config, SLURM_GPU), resource_class(big.config, SLURM_GPU)
+    assert rs.time_min < rb.time_min == 2880
+    classes = {resource_class(c.config, SLURM_GPU).key for c in cells}
+    assert 2 <= len(classes) <= 15
+
+
+def test_resources_no_profile_can_satisfy():
+    cell = expand(cfg("data=synthetic", "runtime.tasks=32", "recipe.batch_size=256"))[1][0].config
+    with pytest.raises(ResourceError, match="max_nodes"):
+        resource_class(cell, SLURM_GPU)
