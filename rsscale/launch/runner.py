@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -49,6 +50,15 @@ class CellRunner(submitit.helpers.Checkpointable):
         record = train(cell, self.cell_dir, cell_id_=self.cell_id, group=self.group)
         final = record.get("final") or {}
         return {"cell_id": self.cell_id, "status": record["status"], "top1": final.get("top1")}
+
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit on USR2 after the loop saved its checkpoint: requeue this runner.
+
+        SIGTERM is ignored from here on so that the requeue's own SIGTERM cannot kill the
+        `scontrol requeue` child that submitit is about to run (seen once in ~35 requeues).
+        """
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return super().checkpoint(*args, **kwargs)
 
     def _log_attempt(self) -> None:
         env = os.environ

@@ -16,11 +16,16 @@ TERMINAL = ("completed", "failed", "diverged")
 
 
 def _pid_alive(pid: int) -> bool:
+    """True for a live process; a zombie (killed, not yet reaped) counts as dead."""
     try:
         os.kill(pid, 0)
-        return True
     except (ProcessLookupError, PermissionError):
         return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 def _last_attempt(manifest: Manifest, cell_id: str) -> dict | None:
