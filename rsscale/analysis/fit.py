@@ -1,0 +1,878 @@
+"""Scaling-curve fits: saturating laws in log space, robust loss, multi-start, bootstrap CIs.
+
+Every law is fitted to (compute C, error e) pairs with a Huber loss on log-error residuals
+``log e_pred - log e_obs`` (Chinchilla approach 3 style), from a grid of starting points, then
+polished with :func:`scipy.optimize.least_squares` (``loss="huber"``), whose convergence status
+is reported. Compute enters as ``x = ln C - x_ref`` with ``x_ref`` the mean of ``ln C`` over the
+fitted cells (conditioning); reported parameters are in the original units of ``C``.
+
+Laws (``e`` the top-1 error, a fraction):
+
+- ``saturating`` (M2): ``e(C) = e_inf + b * C**(-c)``; parameters ``e_inf, b, c``.
+- ``offset`` (Zhai et al. 2022): ``e(C) = e_inf + b * (C + C0)**(-c)``; ``e_inf, b, c, C0``.
+- ``powerlaw`` (log-linear, no asymptote): ``e(C) = b * C**(-c)``; ``b, c``. This is the
+  documented fallback when a curve has too few distinct compute values for a 3-parameter law.
+
+Uncertainty: bootstrap, ``n_boot`` resamples (1,000 by default), every resample refitted from
+the full-data optimum with a vectorised (numpy) Levenberg-Marquardt / IRLS solver that fits all
+resamples of all curves at once. Curves with >= 10 distinct compute values are resampled over
+cells (multinomial weights; deviations widened by sqrt(n / (n - p))); shorter curves over
+residuals (cells kept, centred log residuals rescaled by sqrt(n / (n - p)) and resampled),
+because a case resample of 4-9 cells loses too many of its design points. Percentile
+intervals. Resamples whose fit did not converge, or that have fewer distinct compute values than
+parameters, are dropped from the intervals and counted.
+
+Estimators are compared by extrapolation (:func:`compare_estimators`): the largest-compute cells
+are held out, every law is fitted to the rest, and the mean absolute log-error on the held-out
+cells is reported.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import least_squares
+
+# ----------------------------------------------------------------------------------------- laws
+
+
+class Law:
+    """A curve ``y = log e`` as a function of ``x = ln C - x_ref``, vectorised over a batch."""
+
+    name: str = ""
+    param_names: tuple[str, ...] = ()
+    theta_names: tuple[str, ...] = ()
+
+    @property
+    def n_params(self) -> int:
+        return len(self.theta_names)
+
+    def y(self, th: np.ndarray, x: np.ndarray) -> np.ndarray:  # th (G,p), x (G,n) -> (G,n)
+        raise NotImplementedError
+
+    def jac(self, th: np.ndarray, x: np.ndarray) -> np.ndarray:  # -> (G,n,p)
+        raise NotImplementedError
+
+    def starts(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:  # -> (G,S,p)
+        raise NotImplementedError
+
+    def bounds(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def natural(self, th: np.ndarray, x_ref: np.ndarray | float) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def bound_notes(self, th: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str]:
+        at_lo = np.isclose(th, lo, rtol=0, atol=1e-6)
+        at_hi = np.isclose(th, hi, rtol=0, atol=1e-6)
+        names = [self.theta_names[k] for k in np.flatnonzero(at_lo | at_hi)]
+        return [f"parameter(s) at a bound: {', '.join(names)}"] if names else []
+
+
+def _wstats(x, y, w):
+    sw = np.maximum(w.sum(-1), 1e-300)
+    xm = (w * x).sum(-1) / sw
+    big = np.where(w > 0, y, np.inf)
+    small = np.where(w > 0, y, -np.inf)
+    xbig = np.where(w > 0, x, -np.inf)
+    xsmall = np.where(w > 0, x, np.inf)
+    return xm, big.min(-1), small.max(-1), xsmall.min(-1), xbig.max(-1)
+
+
+def _amp_start(x, y, w, c, linf):
+    """Intercept a of log(e - e_inf) = a - c x by weighted mean, for given c and e_inf."""
+    e = np.exp(y)[:, None, :]
+    resid = np.log(np.maximum(e - np.exp(linf)[..., None], 1e-12 * e))
+    a = ((resid + c[..., None] * x[:, None, :]) * w[:, None, :]).sum(-1) / np.maximum(
+        w.sum(-1)[:, None], 1e-300
+    )
+    return a
+
+
+class Saturating(Law):
+    """M2 in log space. Internally theta = (y0, m, u), a well-conditioned chart of
+    ``y = logaddexp(a - c x, l)``: y0 = y(0) (log error at the reference compute), u = a - l (the
+    power term's share at x = 0 is sigmoid(u)), m = c * sigmoid(u) (minus the local log-log
+    slope at x = 0). The usual (a, c, l) chart has a curved e_inf-vs-c valley in which
+    Levenberg-Marquardt crawls; in this one it converges in tens of iterations."""
+
+    name = "saturating"
+    param_names = ("e_inf", "b", "c")
+    theta_names = ("y0", "m", "u")
+
+    @staticmethod
+    def to_acl(th):
+        y0, m, u = th[..., 0], th[..., 1], th[..., 2]
+        s = _sigmoid(u)
+        return y0 + _logsig(u), m / s, y0 + _logsig(-u)
+
+    @staticmethod
+    def from_acl(a, c, l):
+        u = a - l
+        return np.stack([np.logaddexp(a, l), c * _sigmoid(u), u], axis=-1)
+
+    def y(self, th, x):
+        a, c, l = self.to_acl(th)
+        return np.logaddexp(a[:, None] - c[:, None] * x, l[:, None])
+
+    def jac(self, th, x):
+        a, c, l = self.to_acl(th)
+        m, u = th[:, 1:2], th[:, 2:3]
+        su = _sigmoid(u)
+        sx = _sigmoid(a[:, None] - c[:, None] * x - l[:, None])
+        d_m = -x * sx / su
+        d_u = sx * (1 - su) + x * sx * m * (1 - su) / su - (1 - sx) * su
+        return np.stack([np.ones_like(x), d_m, d_u], axis=-1)
+
+    def starts(self, x, y, w):
+        _, ymin, _, _, _ = _wstats(x, y, w)
+        cs = np.array([0.05, 0.15, 0.3, 0.6, 1.0, 2.0])
+        fr = np.array([1e-4, 0.5, 0.9])
+        C, F = np.meshgrid(cs, fr, indexing="ij")
+        C, F = C.ravel(), F.ravel()
+        G = x.shape[0]
+        c = np.broadcast_to(C, (G, C.size))
+        linf = ymin[:, None] + np.log(F)[None, :]
+        a = _amp_start(x, y, w, c, linf)
+        return self.from_acl(a, c, linf)
+
+    def bounds(self, x, y, w):
+        _, ymin, ymax, _, _ = _wstats(x, y, w)
+        G = x.shape[0]
+        lo = np.stack([ymin - 5.0, np.full(G, 1e-6), np.full(G, -20.0)], -1)
+        hi = np.stack([ymax + 5.0, np.full(G, 10.0), np.full(G, 25.0)], -1)
+        return lo, hi
+
+    def natural(self, th, x_ref):
+        a, c, l = self.to_acl(th)
+        return {"e_inf": np.exp(l), "b": np.exp(a + c * x_ref), "c": c}
+
+    def bound_notes(self, th, lo, hi):
+        out = []
+        if th[2] >= hi[2] - 1e-3:
+            out.append("no saturation visible: e_inf at its lower limit (effectively a pure power law)")
+        if th[2] <= lo[2] + 1e-3:
+            out.append("the power term is negligible: the curve is flat at e_inf")
+        if th[1] <= lo[1] * 1.001 or th[1] >= hi[1] * 0.999:
+            out.append("the local slope is at its limit")
+        return out
+
+
+class PowerLaw(Law):
+    name = "powerlaw"
+    param_names = ("b", "c")
+    theta_names = ("a", "c")  # y = a - c x
+
+    def y(self, th, x):
+        return th[:, 0:1] - th[:, 1:2] * x
+
+    def jac(self, th, x):
+        return np.stack([np.ones_like(x), -x], axis=-1)
+
+    def starts(self, x, y, w):
+        sw = np.maximum(w.sum(-1), 1e-300)
+        xm = (w * x).sum(-1) / sw
+        ym = (w * y).sum(-1) / sw
+        sxx = (w * (x - xm[:, None]) ** 2).sum(-1)
+        sxy = (w * (x - xm[:, None]) * (y - ym[:, None])).sum(-1)
+        slope = np.where(sxx > 0, sxy / np.maximum(sxx, 1e-300), 0.0)
+        a = ym - slope * xm
+        return np.stack([a, -slope], -1)[:, None, :]
+
+    def bounds(self, x, y, w):
+        G = x.shape[0]
+        lo = np.stack([np.full(G, -60.0), np.full(G, -10.0)], -1)
+        hi = np.stack([np.full(G, 60.0), np.full(G, 10.0)], -1)
+        return lo, hi
+
+    def natural(self, th, x_ref):
+        a, c = th[..., 0], th[..., 1]
+        return {"b": np.exp(a + c * x_ref), "c": c}
+
+
+class Offset(Law):
+    name = "offset"
+    param_names = ("e_inf", "b", "c", "C0")
+    theta_names = ("a", "c", "l", "d")  # y = logaddexp(a - c*logaddexp(x, d), l)
+
+    def y(self, th, x):
+        u = np.logaddexp(x, th[:, 3:4])
+        return np.logaddexp(th[:, 0:1] - th[:, 1:2] * u, th[:, 2:3])
+
+    def jac(self, th, x):
+        u = np.logaddexp(x, th[:, 3:4])
+        s = _sigmoid(th[:, 0:1] - th[:, 1:2] * u - th[:, 2:3])
+        du = _sigmoid(th[:, 3:4] - x)
+        return np.stack([s, -u * s, 1.0 - s, -th[:, 1:2] * s * du], axis=-1)
+
+    def starts(self, x, y, w):
+        _, ymin, _, xmin, xmax = _wstats(x, y, w)
+        cs = np.array([0.1, 0.3, 0.6, 1.2])
+        fr = np.array([1e-4, 0.5, 0.9])
+        ds = np.array([-6.0, 0.0, 0.5])  # offsets relative to xmin, in units of the x range
+        C, F, D = np.meshgrid(cs, fr, ds, indexing="ij")
+        C, F, D = C.ravel(), F.ravel(), D.ravel()
+        G = x.shape[0]
+        c = np.broadcast_to(C, (G, C.size))
+        linf = ymin[:, None] + np.log(F)[None, :]
+        d = xmin[:, None] + D[None, :] * np.maximum(xmax - xmin, 1.0)[:, None]
+        u = np.logaddexp(x[:, None, :], d[..., None])
+        e = np.exp(y)[:, None, :]
+        resid = np.log(np.maximum(e - np.exp(linf)[..., None], 1e-12 * e))
+        a = ((resid + c[..., None] * u) * w[:, None, :]).sum(-1) / np.maximum(w.sum(-1)[:, None], 1e-300)
+        return np.stack([a, c, linf, d], axis=-1)
+
+    def bounds(self, x, y, w):
+        _, ymin, ymax, xmin, xmax = _wstats(x, y, w)
+        G = x.shape[0]
+        lo = np.stack([np.full(G, -60.0), np.full(G, 1e-4), ymin - 25.0, xmin - 30.0], -1)
+        hi = np.stack([np.full(G, 60.0), np.full(G, 10.0), ymax + 0.5, xmax + 3.0], -1)
+        return lo, hi
+
+    def natural(self, th, x_ref):
+        a, c, l, d = th[..., 0], th[..., 1], th[..., 2], th[..., 3]
+        return {"e_inf": np.exp(l), "b": np.exp(a + c * x_ref), "c": c, "C0": np.exp(d + x_ref)}
+
+
+LAWS: dict[str, Law] = {law.name: law for law in (Saturating(), PowerLaw(), Offset())}
+
+
+class AdditiveAxes(Law):
+    """``e = E + sum_i A_i exp(-alpha_i u_i)`` over several log axes u_i (x: (G, n, m)), i.e.
+    ``e = E + sum_i A_i' X_i^-alpha_i`` (Chinchilla's approach-3 form, one term per axis).
+    theta = (log E, log A_1, alpha_1, ..., log A_m, alpha_m)."""
+
+    name = "additive"
+
+    def __init__(self, m: int):
+        self.m = m
+        self.theta_names = ("lE",) + tuple(f"{k}{i}" for i in range(m) for k in ("lA", "alpha"))
+        self.param_names = self.theta_names
+
+    def _terms(self, th, x):
+        G, n = x.shape[:2]
+        ts = [np.broadcast_to(th[:, 0:1], (G, n))]
+        for i in range(self.m):
+            ts.append(th[:, 1 + 2 * i : 2 + 2 * i] - th[:, 2 + 2 * i : 3 + 2 * i] * x[..., i])
+        return ts
+
+    @staticmethod
+    def _lse(ts):
+        mx = ts[0]
+        for t in ts[1:]:
+            mx = np.maximum(mx, t)
+        acc = np.exp(ts[0] - mx)
+        for t in ts[1:]:
+            acc += np.exp(t - mx)
+        return mx + np.log(acc)
+
+    def y(self, th, x):
+        return self._lse(self._terms(th, x))
+
+    def jac(self, th, x):
+        ts = self._terms(th, x)
+        yy = self._lse(ts)
+        J = np.empty(x.shape[:2] + (1 + 2 * self.m,))
+        J[..., 0] = np.exp(ts[0] - yy)
+        for i in range(self.m):
+            wi = np.exp(ts[1 + i] - yy)
+            J[..., 1 + 2 * i] = wi
+            J[..., 2 + 2 * i] = -wi * x[..., i]
+        return J
+
+    def starts(self, x, y, w):
+        ymin = np.where(w > 0, y, np.inf).min(1)
+        out = []
+        for a0 in (0.1, 0.3, 0.8):
+            for fe in (0.2, 0.6, 0.9):
+                amp = ymin + np.log((1 - fe) / self.m)
+                row = [ymin + np.log(fe)]
+                for _ in range(self.m):
+                    row += [amp, np.full_like(ymin, a0)]
+                out.append(np.stack(row, -1))
+        return np.stack(out, axis=1)
+
+    def bounds(self, x, y, w):
+        ymin = np.where(w > 0, y, np.inf).min(1)
+        ymax = np.where(w > 0, y, -np.inf).max(1)
+        G = x.shape[0]
+        lo = [ymin - 20.0] + [np.full(G, -40.0), np.full(G, 1e-3)] * self.m
+        hi = [ymax + 1.0] + [np.full(G, 20.0), np.full(G, 5.0)] * self.m
+        return np.stack(lo, -1), np.stack(hi, -1)
+
+
+def _sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _logsig(z):
+    """log(sigmoid(z)), stable."""
+    return -np.logaddexp(0.0, -z)
+
+
+# --------------------------------------------------------------------------- batched solver
+
+
+def _huber(r, delta):
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+
+
+def lm_batch(
+    law: Law,
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    th0: np.ndarray,
+    delta: np.ndarray | float,
+    lo: np.ndarray | None = None,
+    hi: np.ndarray | None = None,
+    max_iter: int = 200,
+    ftol: float = 1e-8,
+    xtol: float = 1e-8,
+    gtol: float = 1e-8,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised Levenberg-Marquardt on a weighted Huber loss, one problem per batch row.
+
+    x, y, w: (G, n) (w = 0 pads); th0: (G, p). Returns (theta, converged, cost), where cost is
+    ``sum w * huber(r)`` and converged is True where ftol/xtol/gtol was met (scipy's meaning).
+    """
+    G = x.shape[0]
+    p = th0.shape[1]
+    delta_all = np.broadcast_to(np.asarray(delta, float), (G,))[:, None]
+    th = th0.copy()
+    if lo is not None:
+        th = np.clip(th, lo, hi)
+    done = np.zeros(G, bool)
+    cost = (w * _huber(law.y(th, x) - y, delta_all)).sum(-1)
+    eye = np.eye(p)
+    # Working copies of the rows still iterating; finished rows are frozen in place ("live" is
+    # False) and the working set is compacted only when it has shrunk by a third, so that most
+    # iterations do not copy the (possibly large) data arrays.
+    idx = np.arange(G)
+    xa, ya, wa, tha, da = x, y, w, th.copy(), delta_all
+    loa, hia = (lo, hi) if lo is not None else (None, None)
+    ra = law.y(tha, xa) - ya
+    ca = cost.copy()
+    lam = np.full(G, 1e-2)
+    live = np.ones(G, bool)
+    for _ in range(max_iter):
+        nlive = int(live.sum())
+        if nlive == 0:
+            break
+        if nlive < 0.67 * len(idx):
+            th[idx], cost[idx] = tha, ca
+            keep = np.flatnonzero(live)
+            idx = idx[keep]
+            xa, ya, wa, tha, da, ra, ca, lam = (a[keep] for a in (xa, ya, wa, tha, da, ra, ca, lam))
+            if lo is not None:
+                loa, hia = loa[keep], hia[keep]
+            live = np.ones(len(idx), bool)
+        J = law.jac(tha, xa)
+        hw = wa * np.minimum(1.0, da / np.maximum(np.abs(ra), 1e-300))
+        JWt = (J * hw[..., None]).transpose(0, 2, 1)
+        A = np.matmul(JWt, J)
+        g = np.matmul(JWt, ra[..., None])[..., 0]
+        dA = np.diagonal(A, axis1=1, axis2=2)
+        gconv = np.abs(g).max(-1) <= gtol
+        scale = np.maximum(dA, 1e-12 * np.maximum(dA.max(-1, keepdims=True), 1e-300))
+        M = A + (lam[:, None, None] * scale[:, :, None]) * eye + 1e-14 * eye
+        try:
+            step = -np.linalg.solve(M, g[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            step = -np.stack([np.linalg.lstsq(Mi, gi, rcond=None)[0] for Mi, gi in zip(M, g)])
+        step = np.where(np.isfinite(step) & live[:, None], step, 0.0)
+        thn = tha + step
+        if lo is not None:
+            thn = np.clip(thn, loa, hia)
+        rn = law.y(thn, xa) - ya
+        cn = (wa * _huber(rn, da)).sum(-1)
+        ok = live & np.isfinite(cn) & (cn <= ca)
+        dx = np.abs(thn - tha).max(-1)
+        dF = ca - cn
+        conv = gconv | (
+            ok & ((dF <= ftol * ca + 1e-15 * wa.sum(-1)) | (dx <= xtol * (xtol + np.abs(tha).max(-1))))
+        )
+        tha = np.where(ok[:, None], thn, tha)
+        ra = np.where(ok[:, None], rn, ra)
+        ca = np.where(ok, cn, ca)
+        conv |= ca <= 1e-30
+        lam = np.where(ok, np.maximum(lam / 3.0, 1e-12), np.where(live, lam * 4.0, lam))
+        stuck = lam > 1e14  # no descent direction left: at a (possibly bound-constrained) minimum
+        fin = live & (conv | stuck)
+        done[idx[fin]] = True
+        live &= ~fin
+    th[idx], cost[idx] = tha, ca
+    return th, done, cost
+
+
+# ------------------------------------------------------------------------------------ results
+
+
+@dataclass
+class FitResult:
+    """One fitted curve. ``params`` and ``ci`` are in natural units (C as given)."""
+
+    key: Any
+    law: str
+    n: int
+    n_unique: int
+    x_ref: float
+    theta: np.ndarray
+    params: dict[str, float]
+    ci: dict[str, tuple[float, float]]
+    converged: bool
+    optimizer: dict[str, Any]
+    boot_theta: np.ndarray  # (B, p); NaN rows for dropped resamples
+    boot_ok: np.ndarray  # (B,) bool
+    c_range: tuple[float, float]
+    huber_delta: float
+    notes: list[str] = field(default_factory=list)
+    rms_log_resid: float = float("nan")
+
+    @property
+    def lawobj(self) -> Law:
+        return LAWS[self.law]
+
+    def log_err(self, C: np.ndarray, boot: bool = False) -> np.ndarray:
+        """log predicted error at compute C: (len(C),) or, with boot, (B, len(C))."""
+        xx = np.log(np.asarray(C, float)) - self.x_ref
+        th = self.boot_theta if boot else self.theta[None, :]
+        th = np.where(np.isfinite(th), th, 0.0)
+        out = self.lawobj.y(th, np.broadcast_to(xx, (th.shape[0], xx.size)))
+        if boot:
+            out = np.where(self.boot_ok[:, None], out, np.nan)
+            return out
+        return out[0]
+
+    def predict(self, C: np.ndarray) -> np.ndarray:
+        return np.exp(self.log_err(C))
+
+    def band(self, C: np.ndarray, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+        yb = self.log_err(C, boot=True)[self.boot_ok]
+        if yb.shape[0] == 0:
+            nan = np.full(np.size(C), np.nan)
+            return nan, nan
+        q = (1 - level) / 2
+        return np.exp(np.quantile(yb, q, axis=0)), np.exp(np.quantile(yb, 1 - q, axis=0))
+
+    def boot_params(self) -> dict[str, np.ndarray]:
+        with np.errstate(all="ignore"):
+            return self.lawobj.natural(self.boot_theta, self.x_ref)
+
+    def as_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"law": self.law, "n": self.n, "n_unique": self.n_unique}
+        for k, v in self.params.items():
+            row[k] = v
+            lo, hi = self.ci.get(k, (np.nan, np.nan))
+            row[f"{k}_lo"], row[f"{k}_hi"] = lo, hi
+        row.update(
+            converged=self.converged,
+            optimizer_status=self.optimizer.get("status"),
+            optimizer_message=self.optimizer.get("message"),
+            starts=self.optimizer.get("starts"),
+            starts_near_best=self.optimizer.get("starts_near_best"),
+            bootstrap=self.optimizer.get("bootstrap"),
+            boot_ok_frac=float(self.boot_ok.mean()) if self.boot_ok.size else float("nan"),
+            c_min=self.c_range[0],
+            c_max=self.c_range[1],
+            huber_delta=self.huber_delta,
+            rms_log_resid=self.rms_log_resid,
+            notes="; ".join(self.notes),
+        )
+        return row
+
+
+@dataclass
+class CurveData:
+    """One curve to fit: compute and error arrays (same length), and a key to find it again."""
+
+    key: Any
+    C: np.ndarray
+    err: np.ndarray
+
+
+def _pad(curves: list[CurveData]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    n = max(len(c.C) for c in curves)
+    G = len(curves)
+    x = np.zeros((G, n))
+    y = np.zeros((G, n))
+    w = np.zeros((G, n))
+    xref = np.zeros(G)
+    for i, c in enumerate(curves):
+        lc = np.log(np.asarray(c.C, float))
+        xref[i] = lc.mean()
+        m = len(lc)
+        x[i, :m] = lc - xref[i]
+        y[i, :m] = np.log(np.asarray(c.err, float))
+        w[i, :m] = 1.0
+    return x, y, w, xref
+
+
+def _solve_chunked(law, x, y, w, th0, delta, lo, hi, max_iter, chunk_elems=2_000_000):
+    G, n = x.shape[:2]
+    step = max(1, chunk_elems // max(n * law.n_params, 1))
+    outs_t, outs_c, outs_f = [], [], []
+    for s in range(0, G, step):
+        sl = slice(s, s + step)
+        t, c, f = lm_batch(law, x[sl], y[sl], w[sl], th0[sl], delta[sl], lo[sl], hi[sl], max_iter=max_iter)
+        outs_t.append(t)
+        outs_c.append(c)
+        outs_f.append(f)
+    return np.concatenate(outs_t), np.concatenate(outs_c), np.concatenate(outs_f)
+
+
+def _rep(a: np.ndarray, k: int) -> np.ndarray:
+    return np.repeat(a, k, axis=0)
+
+
+def _multistart(law: Law, x, y, w, delta, max_iter=200):
+    """Fit every row from every start of the law's grid; return best theta, per-row info."""
+    S0 = law.starts(x, y, w)  # (G,S,p)
+    G, S, p = S0.shape
+    lo, hi = law.bounds(x, y, w)
+    th, conv, cost = _solve_chunked(
+        law,
+        _rep(x, S),
+        _rep(y, S),
+        _rep(w, S),
+        S0.reshape(G * S, p),
+        _rep(delta, S),
+        _rep(lo, S),
+        _rep(hi, S),
+        max_iter,
+    )
+    th = th.reshape(G, S, p)
+    cost = np.where(np.isfinite(cost), cost, np.inf).reshape(G, S)
+    conv = conv.reshape(G, S)
+    best = np.argmin(cost, axis=1)
+    bth = th[np.arange(G), best]
+    bcost = cost[np.arange(G), best]
+    near = (cost <= bcost[:, None] * (1 + 1e-6) + 1e-12).sum(1)
+    return bth, bcost, conv[np.arange(G), best], near, S, lo, hi
+
+
+def _polish(law: Law, x, y, th0, delta, lo, hi) -> tuple[np.ndarray, dict[str, Any]]:
+    """scipy least_squares (loss='huber') from the best multi-start point; its status is reported."""
+    th0 = np.clip(th0, lo + 1e-12 * np.abs(lo), hi - 1e-12 * np.abs(hi))
+    th0 = np.minimum(np.maximum(th0, lo), hi)
+
+    def fun(t):
+        return law.y(t[None, :], x[None, :])[0] - y
+
+    def jac(t):
+        return law.jac(t[None, :], x[None, :])[0]
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = least_squares(
+                fun,
+                th0,
+                jac=jac,
+                bounds=(lo, hi),
+                loss="huber",
+                f_scale=float(delta),
+                method="trf",
+                x_scale="jac",
+                max_nfev=2000,
+            )
+        info = {
+            "status": int(res.status),
+            "success": bool(res.success and res.status > 0),
+            "message": str(res.message),
+            "nfev": int(res.nfev),
+            "optimality": float(res.optimality),
+        }
+        return res.x, info
+    except Exception as e:  # pragma: no cover - defensive: scipy rejects odd inputs
+        return th0, {"status": -99, "success": False, "message": f"least_squares failed: {e}", "nfev": 0}
+
+
+def _auto_delta(law: Law, x, y, w, max_iter):
+    """Huber delta = 1.345 x robust sigma (MAD) of log residuals from a least-squares fit.
+
+    That is the classic 95%-Gaussian-efficiency tuning; floored at 1e-3 (Chinchilla's value).
+    """
+    big = np.full(x.shape[0], 1e6)
+    th, _, _, _, _, _, _ = _multistart(law, x, y, w, big, max_iter)
+    r = law.y(th, x) - y
+    d = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        ri = r[i][w[i] > 0]
+        mad = np.median(np.abs(ri - np.median(ri))) * 1.4826 if ri.size else 0.0
+        # a 3-parameter fit to few points shrinks residuals; correct the scale for it
+        dof = max(ri.size - law.n_params, 1)
+        d[i] = max(1.345 * mad * math.sqrt(ri.size / dof), 1e-3)
+    return d
+
+
+def fit_curves(
+    curves: list[CurveData],
+    law: str = "saturating",
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci_level: float = 0.9,
+    huber_delta: float | str = "auto",
+    min_points: dict[str, int] | None = None,
+    fallback: str | None = "powerlaw",
+    max_iter: int = 2000,
+    inflate: bool = True,
+    bootstrap: str = "auto",
+    case_min_points: int = 10,
+) -> list[FitResult]:
+    """Fit ``law`` to every curve (with a fallback for short curves) plus bootstrap CIs.
+
+    All curves and all their bootstrap resamples are solved together in one vectorised batch.
+    ``min_points`` gives, per law, the fewest distinct compute values it is fitted to
+    (default: saturating 6, offset 7, powerlaw 2: at least 3 residual degrees of freedom); a
+    shorter curve gets ``fallback``, with a note.
+
+    ``bootstrap``: ``cases`` resamples cells with replacement; ``residuals`` keeps the cells and
+    resamples their (centred, dof-rescaled) log residuals around the fit; ``auto`` (default)
+    uses cases for curves with at least ``case_min_points`` distinct compute values and
+    residuals below that, where case resamples lose too many of the few design points.
+    """
+    mp = {"saturating": 6, "offset": 7, "powerlaw": 2}
+    mp.update(min_points or {})
+    rng = np.random.default_rng(seed)
+    results: list[FitResult | None] = [None] * len(curves)
+    by_law: dict[str, list[int]] = {}
+    notes: dict[int, list[str]] = {}
+    for i, c in enumerate(curves):
+        C = np.asarray(c.C, float)
+        e = np.asarray(c.err, float)
+        ok = np.isfinite(C) & np.isfinite(e) & (C > 0) & (e > 0)
+        notes[i] = []
+        if not ok.all():
+            notes[i].append(f"{int((~ok).sum())} cell(s) with non-positive/NaN compute or error dropped")
+            curves[i] = c = CurveData(c.key, C[ok], e[ok])
+        nu = np.unique(c.C).size
+        chosen = law
+        if nu < mp.get(law, 3):
+            if fallback and nu >= mp.get(fallback, 2):
+                notes[i].append(
+                    f"too few distinct compute values for the '{law}' law (needs {mp.get(law)}): "
+                    f"fitted the '{fallback}' form (log-linear) instead"
+                )
+                chosen = fallback
+            else:
+                notes[i].append(f"only {nu} distinct compute values: no fit")
+                chosen = ""
+        if chosen:
+            by_law.setdefault(chosen, []).append(i)
+    for lname, idx in by_law.items():
+        lw = LAWS[lname]
+        sub = [curves[i] for i in idx]
+        x, y, w, xref = _pad(sub)
+        G = len(sub)
+        if huber_delta == "auto":
+            delta = _auto_delta(lw, x, y, w, max_iter)
+        else:
+            delta = np.full(G, float(huber_delta))
+        th, _, mconv, near, S, lo, hi = _multistart(lw, x, y, w, delta, max_iter)
+        infos = []
+        for g in range(G):
+            m = w[g] > 0
+            tp, info = _polish(lw, x[g, m], y[g, m], th[g], delta[g], lo[g], hi[g])
+            cost_ms = (_huber(lw.y(th[g : g + 1], x[g : g + 1, m])[0] - y[g, m], delta[g])).sum()
+            cost_p = (_huber(lw.y(tp[None], x[g : g + 1, m])[0] - y[g, m], delta[g])).sum()
+            if np.isfinite(cost_p) and cost_p <= cost_ms * (1 + 1e-9) + 1e-15:
+                th[g] = tp
+            info["starts"] = int(S)
+            info["starts_near_best"] = int(near[g])
+            info["multistart_converged"] = bool(mconv[g])
+            infos.append(info)
+        # ---- bootstrap: every resample of every curve in one batch
+        B = int(n_boot)
+        use_cases = np.zeros(G, bool)
+        if B > 0:
+            n_per = w.sum(1).astype(int)
+            nu_per = np.array([np.unique(x[g, : n_per[g]]).size for g in range(G)])
+            if bootstrap == "cases":
+                use_cases[:] = True
+            elif bootstrap == "auto":
+                use_cases = nu_per >= case_min_points
+            W = np.zeros((G, B, x.shape[1]))
+            Y = np.repeat(y[:, None, :], B, axis=1)
+            nuniq = np.full((G, B), 10**9)
+            yhat = lw.y(th, x)
+            for g in range(G):
+                m = n_per[g]
+                if use_cases[g]:
+                    W[g, :, :m] = rng.multinomial(m, np.full(m, 1.0 / m), size=B)
+                    # distinct compute values present in each resample
+                    _, inv = np.unique(x[g, :m], return_inverse=True)
+                    present = np.zeros((B, inv.max() + 1))
+                    np.add.at(present.T, inv, W[g, :, :m].T)
+                    nuniq[g] = (present > 0).sum(1)
+                else:
+                    # residual bootstrap (fixed design): centred log residuals, rescaled by
+                    # sqrt(n / (n - p)) for the degrees of freedom the fit used
+                    r = y[g, :m] - yhat[g, :m]
+                    r = (r - r.mean()) * math.sqrt(m / max(m - lw.n_params, 1))
+                    W[g, :, :m] = 1.0
+                    Y[g, :, :m] = yhat[g, :m] + r[rng.integers(0, m, size=(B, m))]
+            bth, bconv, _ = _solve_chunked(
+                lw,
+                _rep(x, B),
+                Y.reshape(G * B, -1),
+                W.reshape(G * B, -1),
+                _rep(th, B),
+                _rep(delta, B),
+                _rep(lo, B),
+                _rep(hi, B),
+                max_iter,
+            )
+            bth = bth.reshape(G, B, -1)
+            bok = bconv.reshape(G, B) & (nuniq >= lw.n_params) & np.isfinite(bth).all(-1)
+            if inflate:
+                # Small-sample correction for the case bootstrap: its spread is that of a
+                # variance estimate with denominator n instead of n - p; widen deviations from
+                # the point estimate by sqrt(n / (n - p)) (the residual bootstrap's factor).
+                fac = np.where(use_cases, np.sqrt(n_per / np.maximum(n_per - lw.n_params, 1)), 1.0)
+                bth = th[:, None, :] + fac[:, None, None] * (bth - th[:, None, :])
+                bth = np.clip(bth, lo[:, None, :], hi[:, None, :])
+        for j, g in enumerate(idx):
+            c = curves[g]
+            with np.errstate(all="ignore"):
+                nat = {k: float(v) for k, v in lw.natural(th[j], xref[j]).items()}
+            m = w[j] > 0
+            r = lw.y(th[j : j + 1], x[j : j + 1, m])[0] - y[j, m]
+            if B > 0:
+                infos[j]["bootstrap"] = "cells" if use_cases[j] else "residuals"
+                bt = np.where(bok[j][:, None], bth[j], np.nan)
+                with np.errstate(all="ignore"):
+                    bnat = lw.natural(bt, xref[j])
+                q = (1 - ci_level) / 2
+                ci = {}
+                for k, v in bnat.items():
+                    vv = v[np.isfinite(v)]
+                    ci[k] = (
+                        (float(np.quantile(vv, q)), float(np.quantile(vv, 1 - q)))
+                        if vv.size
+                        else (np.nan, np.nan)
+                    )
+                okj = bok[j]
+                frac_bad = 1 - okj.mean()
+                if frac_bad > 0.05:
+                    notes[g].append(
+                        f"{frac_bad:.0%} of bootstrap resamples dropped (no convergence/degenerate)"
+                    )
+            else:
+                bt = np.zeros((0, lw.n_params))
+                okj = np.zeros(0, bool)
+                ci = {k: (np.nan, np.nan) for k in nat}
+            info = infos[j]
+            conv = bool(info.get("success")) or bool(info.get("multistart_converged"))
+            if not conv:
+                notes[g].append("optimiser did not report convergence")
+            for msg in lw.bound_notes(th[j], lo[j], hi[j]):
+                notes[g].append(msg)
+            results[g] = FitResult(
+                key=c.key,
+                law=lname,
+                n=int(len(c.C)),
+                n_unique=int(np.unique(c.C).size),
+                x_ref=float(xref[j]),
+                theta=th[j].copy(),
+                params=nat,
+                ci=ci,
+                converged=conv,
+                optimizer=info,
+                boot_theta=bt,
+                boot_ok=okj,
+                c_range=(float(np.min(c.C)), float(np.max(c.C))),
+                huber_delta=float(delta[j]),
+                notes=notes[g],
+                rms_log_resid=float(np.sqrt(np.mean(r**2))) if r.size else float("nan"),
+            )
+    out = []
+    for i, r in enumerate(results):
+        if r is None:
+            c = curves[i]
+            C = np.asarray(c.C, float)
+            r = FitResult(
+                key=c.key,
+                law="none",
+                n=int(len(C)),
+                n_unique=int(np.unique(C).size),
+                x_ref=float("nan"),
+                theta=np.zeros(0),
+                params={},
+                ci={},
+                converged=False,
+                optimizer={"status": None, "message": "not fitted"},
+                boot_theta=np.zeros((0, 0)),
+                boot_ok=np.zeros(0, bool),
+                c_range=(float(C.min()) if C.size else np.nan, float(C.max()) if C.size else np.nan),
+                huber_delta=float("nan"),
+                notes=notes[i],
+            )
+        out.append(r)
+    return out
+
+
+def fit_curve(C, err, law: str = "saturating", **kw) -> FitResult:
+    """Fit one curve (see :func:`fit_curves`)."""
+    return fit_curves([CurveData(None, np.asarray(C, float), np.asarray(err, float))], law=law, **kw)[0]
+
+
+# ------------------------------------------------------------------ estimator comparison
+
+
+def compare_estimators(
+    curves: list[CurveData],
+    laws: tuple[str, ...] = ("saturating", "offset", "powerlaw"),
+    holdout_frac: float = 0.2,
+    huber_delta: float | str = "auto",
+) -> list[dict[str, Any]]:
+    """Extrapolation test: hold out the largest-compute cells, fit each law on the rest.
+
+    Holds out the cells at the top ``holdout_frac`` of distinct compute values (at least one
+    value), and scores the mean absolute log-error ``|log e_pred - log e_obs|`` on them. A law
+    is only scored on a curve where its training part has enough distinct compute values.
+    Returns one row per (curve, law).
+    """
+    rows = []
+    train, test = [], []
+    for c in curves:
+        C = np.asarray(c.C, float)
+        u = np.unique(C)
+        k = max(1, int(round(holdout_frac * u.size)))
+        if u.size - k < 2:
+            continue
+        cut = u[-k]
+        tr = cut > C
+        train.append(CurveData(c.key, C[tr], np.asarray(c.err)[tr]))
+        test.append((C[~tr], np.asarray(c.err, float)[~tr], u.size - k))
+    if not train:
+        return rows
+    for lname in laws:
+        fits = fit_curves(
+            [CurveData(t.key, t.C.copy(), t.err.copy()) for t in train],
+            law=lname,
+            n_boot=0,
+            huber_delta=huber_delta,
+            fallback=None,
+        )
+        for f, (Ct, et, ntr) in zip(fits, test):
+            if f.law == "none":
+                continue
+            pe = f.log_err(Ct)
+            rows.append(
+                {
+                    "key": f.key,
+                    "law": lname,
+                    "n_train_values": ntr,
+                    "n_test": int(Ct.size),
+                    "extrap_ratio": float(Ct.max() / f.c_range[1]),
+                    "mean_abs_log_err": float(np.mean(np.abs(pe - np.log(et)))),
+                    "converged": f.converged,
+                }
+            )
+    return rows

@@ -1,0 +1,391 @@
+"""The analysis report: figures, recommendations.md/.json, fitted parameters, summary table.
+
+``write_report(df, out_dir)`` analyses each dataset in ``df`` separately (never pooling two
+datasets in one fit) and writes into ``out_dir``::
+
+    recommendations.json   machine-readable recommendations (schema in the module doc of recommend)
+    recommendations.md     the same for people, with the method, the notes and the tables
+    fits.csv               every fitted scaling path: law, parameters with CIs, convergence
+    estimators.csv         held-out extrapolation error of each law on each path
+    summary.csv            one row per cell (every status), with pareto_<cost> flags
+    figures/*.png, *.svg
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rsscale.analysis import plots
+from rsscale.analysis.load import schema_markdown
+from rsscale.analysis.pareto import COSTS, mark_pareto
+from rsscale.analysis.recommend import Analysis, Settings, analyze_dataset
+from rsscale.io import atomic_write_text
+
+
+class NoUsableCells(ValueError):
+    """Nothing to fit: every cell failed, diverged, is still running or is malformed."""
+
+
+def _clean(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_clean(v) for v in o]
+    if isinstance(o, np.generic):
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if o is pd.NA:
+        return None
+    return o
+
+
+def _fmt(v: Any, nd: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, float):
+        a = abs(v)
+        if nd == 2 and a <= 1:
+            return f"{v:.2f}"
+        if v == int(v) and a < 1e6:
+            return str(int(v))
+        if a != 0 and (a >= 1e4 or a < 1e-3):
+            return f"{v:.{nd}g}"
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def _ci(v: Any) -> str:
+    if not v:
+        return "-"
+    return f"[{_fmt(v[0])}, {_fmt(v[1])}]"
+
+
+def _md_table(df: pd.DataFrame, max_rows: int = 60) -> str:
+    if df.empty:
+        return "(none)\n"
+    d = df.head(max_rows)
+    cols = list(d.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in d.iterrows():
+        lines.append(
+            "| " + " | ".join(_fmt(r[c]) if not isinstance(r[c], str) else r[c] for c in cols) + " |"
+        )
+    if len(df) > max_rows:
+        lines.append(f"\n({len(df) - max_rows} more rows in the CSV)")
+    return "\n".join(lines) + "\n"
+
+
+def analyze_frame(
+    df: pd.DataFrame, settings: Settings | None = None
+) -> tuple[dict[str, Analysis], dict[str, str], list[str]]:
+    """Run :func:`analyze_dataset` per dataset; returns (analyses, errors per dataset, notes)."""
+    st = settings or Settings()
+    notes = list(df.attrs.get("notes", []))
+    use = df[df["usable"]].copy()
+    if use.empty:
+        counts = df["status"].value_counts().to_dict()
+        desc = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no cells"
+        raise NoUsableCells(f"no completed cells to analyse ({desc})")
+    use["dataset"] = use["dataset"].fillna("unknown")
+    dsets = use["dataset"].value_counts()
+    if len(dsets) > 1:
+        notes.append(
+            f"{len(dsets)} datasets in the input ({', '.join(f'{k}: {v} cells' for k, v in dsets.items())}); "
+            "each is analysed separately, never pooled in one fit"
+        )
+    analyses: dict[str, Analysis] = {}
+    errors: dict[str, str] = {}
+    for ds in dsets.index:
+        d = use[use["dataset"] == ds]
+        for col in ("recipe", "precision"):
+            vals = d[col].dropna().unique()
+            if len(vals) > 1:
+                notes.append(
+                    f"{ds}: several {col} values ({', '.join(map(str, vals))}) pooled in the same fits"
+                )
+        try:
+            analyses[str(ds)] = analyze_dataset(d, st, str(ds))
+        except Exception as e:  # keep the other datasets
+            errors[str(ds)] = f"{type(e).__name__}: {e}"
+            notes.append(f"{ds}: analysis failed: {type(e).__name__}: {e}")
+    return analyses, errors, notes
+
+
+def write_report(
+    df: pd.DataFrame,
+    out_dir: str | Path,
+    settings: Settings | None = None,
+    figures: bool = True,
+    sources: list[str] | None = None,
+) -> dict[str, Any]:
+    """Analyse ``df`` (a normalised table from :func:`rsscale.analysis.load.load_results`) and
+    write the report into ``out_dir``. Returns the recommendations dict (as in the JSON).
+
+    Raises :class:`NoUsableCells` when nothing can be fitted (the summary table is still written).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    st = settings or Settings()
+    summary = mark_pareto(df)
+    summary.to_csv(out / "summary.csv", index=False)
+    analyses, errors, notes = analyze_frame(df, st)
+    if not analyses:
+        raise NoUsableCells("; ".join(f"{k}: {v}" for k, v in errors.items()))
+    primary = max(analyses, key=lambda k: int((df["dataset"].fillna("unknown") == k).sum()))
+    multi = len(analyses) > 1
+    fits, ests, fig_files = [], [], []
+    for ds, an in analyses.items():
+        ft = an.fits_table()
+        if not ft.empty:
+            ft.insert(0, "dataset", ds)
+            fits.append(ft)
+        if an.estimators:
+            et = pd.DataFrame(an.estimators)
+            et.insert(0, "dataset", ds)
+            et["key"] = et["key"].map(
+                lambda k: "/".join(_k(v) for v in k) if isinstance(k, tuple) else str(k)
+            )
+            ests.append(et)
+        if figures:
+            d = df[(df["dataset"].fillna("unknown") == ds)]
+            fig_files += plots.all_figures(an, d, out / "figures", prefix=f"{ds}_" if multi else "")
+    fits_df = pd.concat(fits, ignore_index=True) if fits else pd.DataFrame()
+    est_df = pd.concat(ests, ignore_index=True) if ests else pd.DataFrame()
+    fits_df.to_csv(out / "fits.csv", index=False)
+    est_df.to_csv(out / "estimators.csv", index=False)
+    rec = analyses[primary].recommendations()
+    rec = {
+        "generated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "sources": [str(s) for s in (sources or sorted(df["source"].dropna().unique()))],
+        "n_cells": int(len(df)),
+        "n_usable": int(df["usable"].sum()),
+        "status_counts": {str(k): int(v) for k, v in df["status"].value_counts().items()},
+        **rec,
+        "notes": notes + rec["notes"],
+    }
+    if multi:
+        rec["datasets"] = {ds: an.recommendations() for ds, an in analyses.items() if ds != primary}
+        rec["datasets"][primary] = "see the top level"
+    if errors:
+        rec["dataset_errors"] = errors
+    if not est_df.empty:
+        rec["estimators"] = (
+            est_df.groupby("law")["mean_abs_log_err"]
+            .agg(["median", "mean", "count"])
+            .round(5)
+            .reset_index()
+            .to_dict("records")
+        )
+    rec["figures"] = [str(Path(f).relative_to(out)) for f in fig_files]
+    rec = _clean(rec)
+    atomic_write_text(out / "recommendations.json", json.dumps(rec, indent=1) + "\n")
+    atomic_write_text(
+        out / "recommendations.md", render_markdown(rec, analyses, summary, fits_df, est_df, primary)
+    )
+    return rec
+
+
+def _k(v: Any) -> str:
+    if isinstance(v, float) and math.isfinite(v) and v == int(v):
+        return str(int(v))
+    return str(v)
+
+
+def render_markdown(
+    rec: dict[str, Any],
+    analyses: dict[str, Analysis],
+    summary: pd.DataFrame,
+    fits_df: pd.DataFrame,
+    est_df: pd.DataFrame,
+    primary: str,
+) -> str:
+    st = analyses[primary].settings
+    L: list[str] = []
+    L.append("# Scaling recommendations, recomputed from the data\n")
+    L.append(f"Generated {rec['generated']} from {', '.join(rec['sources'])}.\n")
+    L.append(
+        f"{rec['n_cells']} cells, {rec['n_usable']} usable for fits; status counts: "
+        + ", ".join(f"{k} {v}" for k, v in rec["status_counts"].items())
+        + ".\n"
+    )
+    for ds, an in analyses.items():
+        r = an.recommendations()
+        L.append(f"\n## Dataset `{ds}`\n")
+        L.append(
+            f"Base model of the scaling paths: depth {_k(an.base['depth'])}, width {_k(an.base['width'])}.\n"
+        )
+        L.append("### Depth vs width (at equal FLOPs; and at equal measured train-step time)\n")
+        L.append(
+            "| epochs | winner (FLOPs) | confidence | mean log-error diff depth-width [CI] "
+            "| compute range (FLOPs) | winner (time) | confidence (time) | why inconclusive |"
+        )
+        L.append("|---|---|---|---|---|---|---|---|")
+        for e, v in r["depth_vs_width"].items():
+            t = v.get("time", {})
+            cr = v.get("compute_range")
+            L.append(
+                f"| {e} | **{v.get('winner')}** | {_fmt(v.get('confidence'), 2)} | "
+                f"{_fmt(v.get('mean_log_error_diff'))} {_ci(v.get('mean_log_error_diff_ci'))} | "
+                f"{_ci(cr)} | {t.get('winner', '-')} | {_fmt(t.get('confidence'), 2)} | "
+                f"{v.get('reason', '') or ''} |"
+            )
+        L.append(
+            "\nPer resolution (FLOPs): where each strategy wins along the compute axis "
+            "(pointwise bootstrap).\n"
+        )
+        L.append(
+            "| epochs | resolution | winner | confidence | depth wins over | width wins over "
+            "| paths (law, n) |"
+        )
+        L.append("|---|---|---|---|---|---|---|")
+        for e, v in r["depth_vs_width"].items():
+            for res, x in v.get("by_resolution", {}).items():
+                L.append(
+                    f"| {e} | {res} | {x.get('winner')} | {_fmt(x.get('confidence'), 2)} | "
+                    f"{'; '.join(_ci(i) for i in x.get('depth_wins_over', [])) or '-'} | "
+                    f"{'; '.join(_ci(i) for i in x.get('width_wins_over', [])) or '-'} | "
+                    f"depth {x.get('law_depth', '-')} n={x.get('n_depth', '-')}, "
+                    f"width {x.get('law_width', '-')} n={x.get('n_width', '-')} |"
+                    + (f" {x['reason']}" if x.get("reason") else "")
+                )
+        rs = r["resolution"]
+        L.append("\n### Resolution\n")
+        fr = rs.get("frontier") or {}
+        qd = rs.get("quadratic") or {}
+        L.append(
+            f"Compute-optimal resolution ~ FLOPs^k: k = **{_fmt(rs.get('exponent'))}**, "
+            f"{_fmt(st.ci_level, 2)} CI {_ci(rs.get('ci'))} (additive saturating law in depth, width and "
+            f"resolution); quadratic-surface cross-check {_fmt(qd.get('exponent'))} {_ci(qd.get('ci'))}. "
+            f"EfficientNet compound rule: {_fmt(rs['efficientnet_exponent'])} (B0-B7 table: "
+            f"{_fmt(rs['efficientnet_table_exponent'])}). Verdict: **{rs.get('verdict')}**"
+            f" (confidence {_fmt(rs.get('confidence'), 2)})."
+            + (f" Reason: {rs['reason']}." if rs.get("reason") else "")
+            + "\n"
+        )
+        if fr.get("exponent") is not None:
+            L.append(
+                f"Diagnostic, not used for the verdict: the slope over the {fr.get('n_frontier_cells')} "
+                f"Pareto-frontier cells is {_fmt(fr['exponent'])} {_ci(fr.get('ci'))}; the grid's own "
+                f"geometry exponent is {_fmt(fr.get('grid_exponent'))}, toward which the frontier slope is "
+                "pulled where the grid binds the optimum.\n"
+            )
+        if rs.get("by_epochs"):
+            L.append(
+                "| epochs | k (additive) | CI | k (quadratic) | CI | verdict | cells | axes "
+                "| exponents a_i | note |"
+            )
+            L.append("|---|---|---|---|---|---|---|---|---|---|")
+            for e, x in rs["by_epochs"].items():
+                qx = x.get("quadratic") or {}
+                al = ", ".join(f"{k} {_fmt(v)}" for k, v in (x.get("alphas") or {}).items()) or "-"
+                L.append(
+                    f"| {e} | {_fmt(x.get('exponent'))} | {_ci(x.get('ci'))} | {_fmt(qx.get('exponent'))} | "
+                    f"{_ci(qx.get('ci'))} | {x.get('verdict', '-')} | {x.get('n_cells', '-')} | "
+                    f"{', '.join(x.get('axes', [])) or '-'} | {al} | {x.get('reason', '')} |"
+                )
+        if rs.get("time"):
+            t = rs["time"]
+            L.append(
+                "\nAgainst measured train-step time instead of FLOPs: "
+                f"k = {_fmt(t.get('exponent'))} {_ci(t.get('ci'))}.\n"
+            )
+    L.append("\n## Fitted scaling paths\n")
+    if not fits_df.empty:
+        cols = [
+            c
+            for c in (
+                "dataset",
+                "strategy",
+                "compute",
+                "epochs",
+                "resolution",
+                "law",
+                "n",
+                "c",
+                "c_lo",
+                "c_hi",
+                "e_inf",
+                "e_inf_lo",
+                "e_inf_hi",
+                "converged",
+                "boot_ok_frac",
+            )
+            if c in fits_df
+        ]
+        L.append("Full table with every parameter and its CI, optimiser status and notes: `fits.csv`.\n")
+        L.append(_md_table(fits_df[cols], 40))
+        nconv = int((~fits_df["converged"].astype(bool)).sum())
+        L.append(f"\nOptimiser convergence: {len(fits_df) - nconv} of {len(fits_df)} fits converged.\n")
+    L.append("\n## Estimators compared by extrapolation\n")
+    if est_df.empty:
+        L.append("No path had 6 or more distinct compute values: no held-out comparison.\n")
+    else:
+        agg = est_df.groupby("law")["mean_abs_log_err"].agg(["median", "mean", "count"]).reset_index()
+        L.append(
+            "Each FLOPs path with >= 6 distinct compute values: "
+            f"the top {st.holdout_frac:.0%} of its compute values "
+            "held out, each law fitted to the rest; mean |log e_pred - log e_obs| on the held-out cells.\n"
+        )
+        L.append(_md_table(agg))
+    L.append("\n## Summary table\n")
+    s = summary.copy()
+    s["dataset"] = s["dataset"].fillna("unknown")
+    counts = s.pivot_table(
+        index=["dataset", "epochs"], columns="status", values="cell_id", aggfunc="count", fill_value=0
+    )
+    L.append(_md_table(counts.reset_index()))
+    best = s[s["usable"]].sort_values("top1", ascending=False).groupby(["dataset", "epochs"]).head(3)
+    cols = ["dataset", "epochs", "depth", "width", "resolution", "top1", "flops", "train_step_s"] + [
+        f"pareto_{c}" for c in COSTS
+    ]
+    L.append("\nBest three cells per dataset and epoch budget (full table: `summary.csv`):\n")
+    L.append(_md_table(best[cols].astype(object), 60))
+    L.append("\n## Notes\n")
+    for n in rec.get("notes", []) or ["none"]:
+        L.append(f"- {n}")
+    L.append("\n## Method\n")
+    L.append(METHOD.format(st=st))
+    L.append("\n## Figures\n")
+    for f in rec.get("figures", []):
+        if f.endswith(".png"):
+            L.append(f"- ![{Path(f).stem}]({f})")
+    L.append("\n## Table schema (summary.csv)\n")
+    L.append(schema_markdown())
+    return "\n".join(L) + "\n"
+
+
+METHOD = """\
+- **Scaling paths** from a base model (smallest depth and width of the grid unless set): the depth
+  path varies depth at the base width, the width path varies width at the base depth, at each
+  (resolution, epoch budget); the resolution path varies resolution at the base depth and width.
+- **Fits**: `e(C) = e_inf + b C^-c` (C = FLOPs, or measured train-step time), Huber loss on log
+  error (delta: 1.345 x robust residual scale, at least 1e-3), {st.law} law, multi-start grid then
+  scipy `least_squares(loss="huber")`, whose status is reported. Paths with fewer than 5 distinct
+  compute values get the log-linear form `log e = a - c log C` instead (noted per fit).
+- **Uncertainty**: {st.n_boot} bootstrap resamples; over cells (resampled with replacement, spread
+  widened by sqrt(n/(n-p))) for paths with >= 10 distinct compute values, over residuals (fixed
+  cells, centred log residuals rescaled by sqrt(n/(n-p))) for shorter paths, where case resamples
+  would lose too many of the few design points. {st.ci_level:.0%} percentile intervals.
+- **Depth vs width**: the mean over the common compute range of `log e_depth(C) - log e_width(C)`,
+  averaged over resolutions for an epoch budget. Confidence = fraction of bootstrap resamples in
+  which the leader leads by more than {st.min_effect} (log error, i.e. about {st.min_effect:.0%} relative
+  error); winner if confidence >= {st.threshold}, else `inconclusive`; also `inconclusive` when the
+  paths do not overlap in compute or have fewer than {st.min_path_points} distinct compute values.
+- **Resolution**: per epoch budget, the additive law `e = E + A_d d^-a_d + A_w w^-a_w + A_r r^-a_r`
+  (Huber in log space, multi-start) with log FLOPs linear in the log axes gives the iso-FLOPs
+  optimum's resolution exponent `k = (1/a_r) / sum_i (g_i / a_i)`; a quadratic log-error surface
+  gives a model-free-ish cross-check. Bootstrap over cells, both refitted. Headline k = mean over
+  epoch budgets. `slower` / `not_slower` only when both estimators put >= {st.threshold} of their
+  bootstrap mass on the same side of 0.2016 (EfficientNet's compound rule), else `inconclusive`.
+  The Pareto-frontier slope is a diagnostic only: it is pulled toward the grid's own geometry.
+- **Estimators** are compared by extrapolation: the largest-compute cells of each path are held
+  out and scored by mean absolute log error.
+"""

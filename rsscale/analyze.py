@@ -1,0 +1,132 @@
+"""``python -m rsscale.analyze PATH... --out DIR``: the analysis report of one or more sweeps.
+
+PATH: a sweep directory, a CSV/parquet results table, or ``wandb:ENTITY/PROJECT[/GROUP]``.
+Writes figures, recommendations.md/.json, fits.csv, estimators.csv and summary.csv into DIR
+(default: SWEEP_DIR/report when a single sweep directory is given).
+
+Exit status: 0 report written; 1 nothing to fit (no completed cells; summary.csv still written);
+2 bad input (missing/empty source, table without the required columns, bad arguments).
+The sweep driver calls :func:`main` (or :func:`run`) at the end of a sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rsscale.analysis.load import LoadError, is_sweep_dir, load_results
+from rsscale.analysis.recommend import Settings
+from rsscale.analysis.report import NoUsableCells, write_report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m rsscale.analyze",
+        description="Scaling-curve fits, depth-vs-width and resolution recommendations, Pareto plots.",
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="sweep dir, CSV/parquet table, or wandb:ENTITY/PROJECT[/GROUP]",
+    )
+    p.add_argument("--out", help="output directory (default: SWEEP_DIR/report for a single sweep dir)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ci-level", type=float, default=0.9)
+    p.add_argument(
+        "--threshold", type=float, default=0.9, help="confidence needed for a winner/verdict (default 0.9)"
+    )
+    p.add_argument(
+        "--min-effect",
+        type=float,
+        default=0.01,
+        help="smallest log-error difference that counts (default 0.01)",
+    )
+    p.add_argument("--law", default="saturating", choices=["saturating", "offset", "powerlaw"])
+    p.add_argument(
+        "--base-depth", type=float, default=None, help="base depth of the scaling paths (default: smallest)"
+    )
+    p.add_argument(
+        "--base-width", type=float, default=None, help="base width of the scaling paths (default: smallest)"
+    )
+    p.add_argument("--dataset", action="append", help="analyse only this dataset (repeatable)")
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument(
+        "--wandb-cache", default=None, help="cache dir for W&B tables (default ~/.cache/rsscale/wandb)"
+    )
+    p.add_argument(
+        "--refresh", action="store_true", help="re-download W&B results instead of using the cache"
+    )
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    out = args.out
+    if out is None:
+        if len(args.paths) == 1 and is_sweep_dir(args.paths[0]):
+            out = str(Path(args.paths[0]) / "report")
+        else:
+            print("analyze: --out DIR is required unless PATH is a single sweep directory", file=sys.stderr)
+            return 2
+    t0 = time.time()
+    try:
+        df = load_results(args.paths, cache_dir=args.wandb_cache, refresh=args.refresh)
+    except LoadError as e:
+        print(f"analyze: {e}", file=sys.stderr)
+        return 2
+    if args.dataset:
+        df = df[df["dataset"].isin(args.dataset)].reset_index(drop=True)
+        if df.empty:
+            print(f"analyze: no cells of dataset(s) {', '.join(args.dataset)}", file=sys.stderr)
+            return 2
+    for n in df.attrs.get("notes", []):
+        print(f"analyze: note: {n}", file=sys.stderr)
+    st = Settings(
+        n_boot=args.n_boot,
+        seed=args.seed,
+        ci_level=args.ci_level,
+        threshold=args.threshold,
+        min_effect=args.min_effect,
+        law=args.law,
+        base_depth=args.base_depth,
+        base_width=args.base_width,
+    )
+    try:
+        rec = write_report(df, out, st, figures=not args.no_figures, sources=[str(p) for p in args.paths])
+    except NoUsableCells as e:
+        print(f"analyze: {e}; wrote {Path(out) / 'summary.csv'} only", file=sys.stderr)
+        return 1
+    print(
+        f"analyze: {rec['n_usable']} of {rec['n_cells']} cells analysed in {time.time() - t0:.1f} s; "
+        f"report in {out}"
+    )
+    seen = set(df.attrs.get("notes", []))
+    for n in rec.get("notes", []):
+        if n not in seen:
+            print(f"analyze: note: {n}", file=sys.stderr)
+    for e, v in rec.get("depth_vs_width", {}).items():
+        conf = v.get("confidence")
+        print(
+            f"  depth vs width, {e} epochs: {v.get('winner')}"
+            + (f" (confidence {conf:.2f})" if conf is not None else "")
+        )
+    r = rec.get("resolution", {})
+    k = r.get("exponent")
+    print(
+        f"  resolution: exponent {k:.3f} vs EfficientNet {r['efficientnet_exponent']:.3f}: {r.get('verdict')}"
+        if k is not None
+        else f"  resolution: {r.get('verdict')} ({r.get('reason')})"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
