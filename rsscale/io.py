@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> None:
+    """fsync=False skips the two fsyncs (file, directory), for many small files that the caller
+    makes durable together afterwards (one `os.sync()`): still atomic, not yet crash-durable."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -23,12 +25,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    if not fsync:
+        return
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -39,12 +44,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         pass
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+def atomic_write_text(path: str | os.PathLike, text: str, *, fsync: bool = True) -> None:
+    atomic_write_bytes(path, text.encode(), fsync=fsync)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False, default=_json_default) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, fsync: bool = True) -> None:
+    text = json.dumps(obj, indent=1, sort_keys=False, default=_json_default) + "\n"
+    atomic_write_text(path, text, fsync=fsync)
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:

@@ -41,7 +41,7 @@ class SlurmLauncher:
     def _executor(self, rc: ResourceClass) -> submitit.SlurmExecutor:
         c = self.cluster
         ex = submitit.SlurmExecutor(
-            folder=self.sweep_dir / "logs" / "%A_%a", max_num_timeout=int(c["max_num_timeout"])
+            folder=self.sweep_dir / "logs" / "%j", max_num_timeout=int(c["max_num_timeout"])
         )
         params: dict[str, Any] = dict(
             job_name=f"rsscale-{self.sweep_dir.name}",
@@ -68,8 +68,16 @@ class SlurmLauncher:
         ex.update_parameters(**params)
         return ex
 
-    def submit(self, items: Sequence[tuple[str, ResourceClass]]) -> dict[str, str]:
-        """Submit every cell; one array per resource class, chunked to the site's MaxArraySize."""
+    def submit(
+        self,
+        items: Sequence[tuple[str, ResourceClass]],
+        on_array: Callable[[dict[str, str]], None] | None = None,
+    ) -> dict[str, str]:
+        """Submit every cell; one array per resource class, chunked to the site's MaxArraySize.
+
+        `on_array({cell_id: job_id})` is called after each array, so that the caller can record
+        what is already queued if a later sbatch fails (its error propagates).
+        """
         by_class: dict[ResourceClass, list[str]] = defaultdict(list)
         for cell_id, rc in items:
             by_class[rc].append(cell_id)
@@ -79,11 +87,17 @@ class SlurmLauncher:
             ex = self._executor(rc)
             for i in range(0, len(cell_ids), chunk):
                 part = cell_ids[i : i + chunk]
-                runners = [CellRunner(str(self.sweep_dir), cid, self.group) for cid in part]
+                # torch would start one thread per core of the node (no binding without cgroups):
+                # cells side by side then oversubscribe the cores, ~10-30x slower on small CPU cells
+                runners = [
+                    CellRunner(str(self.sweep_dir), cid, self.group, threads=rc.cpus_per_task) for cid in part
+                ]
                 with ex.batch():
                     jobs = [ex.submit(r) for r in runners]
-                for cid, job in zip(part, jobs):
-                    out[cid] = str(job.job_id)
+                ids = {cid: str(job.job_id) for cid, job in zip(part, jobs)}
+                out.update(ids)
+                if on_array is not None:
+                    on_array(ids)
                 log.info(
                     "submitted %d cells as array %s (%s)", len(part), jobs[0].job_id.split("_")[0], rc.key
                 )
@@ -119,7 +133,7 @@ class LocalLauncher:
         queue = list(items)
         running: dict[str, submitit.Job] = {}
         max_tasks = max((rc.tasks for _, rc in items), default=1)
-        parallel, threads = local_parallelism(self.cluster, max_tasks)
+        parallel, threads = local_parallelism(self.cluster, max_tasks, len(items))
         log.info("local launcher: %d cell(s) at a time, %d thread(s) each", parallel, threads)
         while queue or running:
             while queue and len(running) < parallel and not should_stop():

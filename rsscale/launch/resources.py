@@ -91,6 +91,14 @@ def resource_class(cell: Mapping[str, Any], cluster: Mapping[str, Any]) -> Resou
             f"runtime.tasks={tasks} needs {nodes} nodes of {gpn or 'CPU'} "
             f"{'GPUs' if gpn else 'tasks'}; profile {cluster['name']} allows max_nodes={max_nodes}"
         )
+    node_cpus = cluster.get("cpus_per_node")
+    if isinstance(node_cpus, int) and per_node * cpus > node_cpus:
+        raise ResourceError(
+            f"runtime.tasks={tasks} needs {per_node} tasks x {cpus} CPUs = {per_node * cpus} CPUs "
+            "on one node; "
+            f"nodes of profile {cluster['name']} (partition {cluster.get('partition') or 'default'}) "
+            f"have {node_cpus}"
+        )
     mem = math.ceil(float(cluster.get("mem_gb_per_cpu") or 2.0) * cpus * per_node)
     if cluster.get("max_mem_gb_per_node") and mem > int(cluster["max_mem_gb_per_node"]):
         raise ResourceError(
@@ -122,8 +130,21 @@ def _visible_gpus() -> int:
         return 0
 
 
-def local_parallelism(cluster: Mapping[str, Any], tasks_per_cell: int = 1) -> tuple[int, int]:
-    """(cells at once, threads per cell) on this machine: never oversubscribe cores; one GPU per job."""
+def local_parallelism(
+    cluster: Mapping[str, Any], tasks_per_cell: int = 1, n_cells: int | None = None
+) -> tuple[int, int]:
+    """(cells at once, threads per cell) on this machine: never oversubscribe cores; one GPU per job.
+
+    With fewer cells than cores the spare cores become threads of the cells that run.
+    """
+    par, threads = _local_parallelism(cluster, tasks_per_cell)
+    if n_cells and n_cells < par and cluster.get("cpus_per_cell", "auto") == "auto" and not _visible_gpus():
+        par = max(1, n_cells)
+        threads = max(1, (os.cpu_count() or 1) // (par * tasks_per_cell))
+    return par, threads
+
+
+def _local_parallelism(cluster: Mapping[str, Any], tasks_per_cell: int) -> tuple[int, int]:
     gpus = _visible_gpus()
     cpus = os.cpu_count() or 1
     mp = cluster.get("max_parallel", "auto")

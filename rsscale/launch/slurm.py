@@ -11,7 +11,7 @@ get long), so polling a 10,000-cell sweep costs a handful of processes, not 10,0
   at once (accounting learns of a job ~1 s after sbatch and of its start 1-3 s after it runs).
 * `job_states(ids)`    -> sacct, corrected by squeue where accounting lags (use this for polling).
 * `classify(state)`    -> the run record's error_class for a terminal state (None if not an error).
-* `slurm_available()`, `site_limits()` (MaxArraySize, MaxJobCount; cached).
+* `slurm_available()`, `site_limits()` (MaxArraySize, MaxJobCount; cached), `partition_cpus(p)`.
 
 sacct/squeue warnings on stderr are never printed; a failing command raises `SlurmError`.
 """
@@ -33,6 +33,7 @@ __all__ = [
     "SlurmError",
     "classify",
     "job_states",
+    "partition_cpus",
     "sacct_states",
     "site_limits",
     "slurm_available",
@@ -384,3 +385,20 @@ def site_limits() -> dict[str, int]:
         return {"MaxArraySize": int(conf["MaxArraySize"]), "MaxJobCount": int(conf["MaxJobCount"])}
     except (KeyError, ValueError) as e:
         raise SlurmError(f"could not read MaxArraySize/MaxJobCount from `scontrol show config`: {e}") from e
+
+
+@functools.cache
+def partition_cpus(partition: str | None = None) -> int | None:
+    """CPUs of the largest node of `partition` (None: every partition), from sinfo; None if unknown.
+
+    A cell that asks for more CPUs on one node than any node has would pend forever
+    (reason PartitionConfig), so the driver rejects it before submission.
+    """
+    if not shutil.which("sinfo"):
+        return None
+    try:
+        text = _run(["sinfo", "-h", "-o", "%c", *(["-p", partition] if partition else [])], timeout=30)
+    except SlurmError:
+        return None
+    cpus = [int(v.rstrip("+")) for v in text.split() if v.rstrip("+").isdigit()]
+    return max(cpus) if cpus else None

@@ -411,6 +411,7 @@ def train(
                 loss_acc = torch.tensor(acc["loss_sum"] if acc else 0.0, dtype=torch.float64, device=device)
                 loss_n = acc["loss_n"] if acc else 0
                 epoch_images = acc["images"] if acc else 0
+                images_before = epoch_images  # seen before a resume: not in this process's timer
                 ckpt = None
                 logged_sum, logged_n = loss_acc.item(), loss_n
 
@@ -459,7 +460,7 @@ def train(
                         wl = (total - logged_sum) / max(1, loss_n - logged_n)
                         logged_sum, logged_n = total, loss_n
                         elapsed = time.perf_counter() - t_epoch
-                        ips = epoch_images / max(elapsed, 1e-9)
+                        ips = (epoch_images - images_before) / max(elapsed, 1e-9)
                         eta = (total_steps - step) * elapsed / max(1, steps_here)
                         progress.update(
                             step,
@@ -501,7 +502,7 @@ def train(
                     "step": step,
                     "train_loss": mean_loss,
                     "lr": optimizer.param_groups[0]["lr"],
-                    "images_per_s": epoch_images / max(epoch_s, 1e-9),
+                    "images_per_s": (epoch_images - images_before) / max(epoch_s, 1e-9),
                     "epoch_s": epoch_s,
                 }
                 if epoch % int(rt.get("eval_every_epochs") or 1) == 0 or epoch == epochs:
@@ -529,6 +530,16 @@ def train(
                     checkpoint_now(None)
                 if step >= total_steps:
                     break
+            # A signal that came after the last step's check (during the final epoch's evaluation
+            # or checkpoint) would be dropped with the handler when this block exits: act on it.
+            (preempted,) = D.any_across_ranks(preempt.requested)
+            if preempted:
+                checkpoint_now(None)
+                record.update(status="preempted", error_class="preempted")
+                if is_main:
+                    write_record(run_dir, record)
+                wb.finish(exit_code=1)
+                preempt.hand_over()
         progress.close()
 
         # Final metrics ---------------------------------------------------------------------------

@@ -128,3 +128,13 @@ def test_resources_no_profile_can_satisfy():
     cell = expand(cfg("data=synthetic", "runtime.tasks=32", "recipe.batch_size=256"))[1][0].config
     with pytest.raises(ResourceError, match="max_nodes"):
         resource_class(cell, SLURM_GPU)
+
+
+def test_resources_cpu_tasks_must_fit_one_node():
+    """A CPU cell asking for more CPUs than a node has would pend forever: rejected up front."""
+    cell = expand(cfg("data=synthetic", "runtime.tasks=16", "recipe.batch_size=256"))[1][0].config
+    cpu = {"name": "cpu_site", "gpus_per_node": 0, "cpus_per_task": 1, "cpus_per_node": 8}
+    with pytest.raises(ResourceError, match="16 CPUs on one node"):
+        resource_class(cell, cpu)
+    assert resource_class(cell, {**cpu, "cpus_per_node": 16}).tasks == 16
+    assert resource_class(cell, {**cpu, "cpus_per_node": None}).tasks == 16  # unknown: not checked
