@@ -13,7 +13,14 @@ from rsscale.train.loop import train
 
 pytestmark = pytest.mark.slow
 
-DDP = TINY + ["runtime.deterministic=true", "runtime.checkpoint_every_steps=100"]
+# The recipe is pinned: per-rank BatchNorm statistics (no SyncBN on CPU) make the 2-process curve
+# only approximately the 1-process one, and a hotter LR amplifies the gap.
+DDP = TINY + [
+    "runtime.deterministic=true",
+    "runtime.checkpoint_every_steps=100",
+    "recipe.lr_base=0.2",
+    "recipe.warmup_epochs=0.3",
+]
 
 
 def run_ddp(tmp_path, run_dir, overrides, preempt_rank=None, preempt_step=3) -> list[dict]:
