@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from rsscale.io import atomic_write_json
+from rsscale.models.resnet_rs import MODEL_CFG_DEFAULTS
 
 
 @dataclass
@@ -128,19 +129,10 @@ def paper_like_laws() -> dict[float, AdditiveLaw]:
 def _cell_config(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "model": {
+            **MODEL_CFG_DEFAULTS,
             "name": "resnet_rs",
             "depth": int(row["depth"]),
-            "blocks": None,
             "width": float(row["width"]),
-            "stem": "released",
-            "se_ratio": 0.25,
-            "drop_path_rate": 0.0,
-            "drop_path_schedule": "stage",
-            "dropout": 0.0,
-            "resnet_d": True,
-            "zero_init_last_bn": True,
-            "bn_eps": 1.0e-5,
-            "bn_momentum": 0.1,
         },
         "data": {
             "name": row.get("dataset", "fashion_mnist"),
