@@ -100,7 +100,9 @@ def split(arguments: Sequence[str], config_loader, config_name: str, hydra_overr
             is_group = not isinstance(o.value(), dict) and bool(
                 config_loader.get_group_options(key, config_name=config_name, overrides=list(hydra_overrides))
             )
-            values = list(o.sweep_string_iterator() if is_group else o.sweep_iterator())
+            values = list(o.sweep_string_iterator())
+            if not is_group:  # each value as Hydra assigns it in a run: `key=value` parsed once more
+                values = [o2.value() for o2 in _parse([f"{key}={v}" for v in values])]
         except HydraException as e:
             raise MultirunError(f"{line}: {e}") from None
         if not values:
