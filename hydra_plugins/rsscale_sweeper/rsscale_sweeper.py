@@ -33,4 +33,6 @@ class RsscaleSweeper(Sweeper):
         loader = self.hydra_context.config_loader
         task = multirun_task(lambda: expand_multirun(self.config, arguments, loader))
         # one job in the sweep directory itself, set up as Hydra sets up a run (logging, HydraConfig)
-        return [[run_job(task, self.config, "hydra.sweep.dir", None, self.hydra_context)]]
+        ret = run_job(task, self.config, "hydra.sweep.dir", None, self.hydra_context)
+        _ = ret.return_value  # re-raises what the job raised (Hydra prints it), never a silent exit 0
+        return [[ret]]

@@ -148,6 +148,7 @@ def expand(
     axes = list(spec["axes"].items())
     keys = [k for k, _ in axes]
     cells: dict[str, Cell] = {}
+    same_cell: list[tuple[dict, str]] = []
     validated: set[str] = set()
     for case in cases:
         for combo in itertools.product(*[v for _, v in axes]):
@@ -167,7 +168,8 @@ def expand(
                     _set(tree, dst, _resolve_link(tree, src, links))  # a value set explicitly stays
             cell = cell_config(tree)
             h = cell_hash(cell)
-            if h in cells:
+            if h in cells:  # the same cell twice: run once; the caller can see which (spec["merged"])
+                same_cell.append((point, cells[h].cell_id))
                 continue
             if validate:
                 data_key = json.dumps(cell["data"], sort_keys=True)
@@ -181,6 +183,7 @@ def expand(
             cells[h] = Cell(cell_id(cell, h), h, cell, axes=point, case=case.get("name"))
     if not cells:
         raise GridError(f"grid {name}: the exclusions leave no cell to run")
+    spec["merged"] = same_cell
     return spec, list(cells.values())
 
 

@@ -67,16 +67,13 @@ def _root(key: str) -> str:
     return key.replace("/", ".").split(".")[0]
 
 
-def split(arguments: Sequence[str], config_loader, config_name: str, hydra_overrides: Sequence[str]):
-    """Sort `arguments` (Hydra's override strings) into plain overrides, axes and group sweeps."""
+def split(arguments: Sequence[str], loader, config_name: str, hydra_overrides: list[str]) -> SweepOverrides:
+    """Sort `arguments` (Hydra's override strings) into plain overrides, axes and group sweeps;
+    `hydra_overrides` (e.g. hydra.searchpath) tell which keys are config groups."""
     from hydra.errors import HydraException
 
     out = SweepOverrides()
-    try:
-        parsed = _last_wins(_parse(arguments, config_loader))
-    except HydraException as e:  # glob() expands against the config groups while parsing
-        raise MultirunError(f"cannot parse the overrides: {e}") from None
-    for o in parsed:
+    for o in _last_wins(_parse(arguments, loader)):  # glob() expands against the groups here
         line = o.input_line
         if not o.is_sweep_override():
             out.plain.append(line)
@@ -97,21 +94,17 @@ def split(arguments: Sequence[str], config_loader, config_name: str, hydra_overr
         if o.is_delete():
             raise MultirunError(f"{line}: a deletion (~KEY) cannot be swept; sweep the values instead")
         try:
-            is_group = not isinstance(o.value(), dict) and bool(
-                config_loader.get_group_options(key, config_name=config_name, overrides=list(hydra_overrides))
-            )
-            values = list(o.sweep_string_iterator())
-            if not is_group:  # each value as Hydra assigns it in a run: `key=value` parsed once more
-                values = [o2.value() for o2 in _parse([f"{key}={v}" for v in values])]
+            texts = list(o.sweep_string_iterator())
+            is_group = bool(loader.get_group_options(key, config_name=config_name, overrides=hydra_overrides))
         except HydraException as e:
             raise MultirunError(f"{line}: {e}") from None
-        if not values:
+        if not texts:
             raise MultirunError(f"{line}: the sweep has no values")
         if is_group:
-            out.groups[o.get_key_element()] = values
-        else:
-            out.axes[key] = values
-            out.axis_first.append(f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}")
+            out.groups[o.get_key_element()] = texts
+        else:  # each value as Hydra assigns it in a run: `key=value` parsed once more
+            out.axes[key] = [one.value() for one in _parse([f"{key}={t}" for t in texts])]
+            out.axis_first.append(f"{o.get_key_element()}={texts[0]}")
     return out
 
 
@@ -131,7 +124,7 @@ def expand_multirun(master: DictConfig, arguments: Sequence[str], config_loader,
     params = params_lines(master.hydra.sweeper.get("params"))
     ov = split([*params, *arguments], config_loader, config_name, hydra_overrides)
     group_keys = list(ov.groups)
-    spec_out, cells, seen = None, [], set()
+    spec_out, cells, seen = None, [], {}
     for choice in itertools.product(*ov.groups.values()):
         chosen = [f"{k}={v}" for k, v in zip(group_keys, choice)]
         where = f" ({', '.join(chosen)})" if chosen else ""
@@ -146,18 +139,36 @@ def expand_multirun(master: DictConfig, arguments: Sequence[str], config_loader,
         if spec_out is not None and spec["name"] != spec_out["name"]:
             raise MultirunError(f"one sweep has one grid: got {spec_out['name']!r} and {spec['name']!r}")
         spec_out = spec
+        by_id = {c.cell_id: c for c in part}
+        for point, cell_id in spec["merged"]:
+            _refuse_merge(point, by_id[cell_id].axes, ov.axes, cell_id)
         for c in part:
-            if c.hash not in seen:
-                seen.add(c.hash)
-                if chosen:
-                    c.axes = {**{k.lstrip("+"): v for k, v in zip(group_keys, choice)}, **c.axes}
-                cells.append(c)
+            if chosen:
+                c.axes = {**{k.lstrip("+"): v for k, v in zip(group_keys, choice)}, **c.axes}
+            if c.hash in seen:
+                _refuse_merge(c.axes, seen[c.hash].axes, ov.groups, c.cell_id)
+                continue
+            seen[c.hash] = c
+            cells.append(c)
     return spec_out, cells
 
 
+def _refuse_merge(point: Mapping, other: Mapping, swept: Iterable[str], cell_id: str) -> None:
+    """Two swept combinations that are one cell: one of them would silently not run; say so."""
+    keys = {k.lstrip("+") for k in swept}
+    differ = [k for k in point if k in keys and point.get(k) != other.get(k)]
+    if differ:
+        show = ", ".join(f"{k}={point[k]} / {other.get(k)}" for k in differ)
+        raise MultirunError(
+            f"the combinations with {show} are the same cell ({cell_id}): {', '.join(differ)} does not "
+            "change the results (not in the cell hash), so one combination would never run; "
+            "sweep fields that change results only"
+        )
+
+
 def canonical(lines: Sequence[str], params: Mapping[str, Any] | None = None) -> list[str]:
-    """The result-changing overrides as sorted `key=value` lines: a sweep's values sorted, so
-    `d=26,50`, `d=range(26,51,24)` and `hydra.sweeper.params: {d: 50,26}` read the same."""
+    """The result-changing overrides as sorted `key=value` lines: a sweep's distinct values sorted,
+    so `d=26,50`, `d=range(26,51,24)` and `hydra.sweeper.params: {d: 50,26}` read the same."""
     out = []
     for o in _last_wins(_parse([*params_lines(params), *lines])):
         key = o.key_or_group
@@ -168,7 +179,7 @@ def canonical(lines: Sequence[str], params: Mapping[str, Any] | None = None) -> 
             continue
         if o.is_sweep_override():
             try:
-                value = ",".join(sorted(o.sweep_string_iterator()))
+                value = ",".join(sorted(set(o.sweep_string_iterator())))
             except Exception:  # noqa: BLE001 - glob() needs the config loader; its text names it too
                 value = o.input_line.split("=", 1)[1]
         else:

@@ -108,6 +108,13 @@ def test_a_failing_combination_fails_the_whole_expansion_naming_it():
         multirun("data=synthetic,imagenet")
 
 
+def test_a_swept_field_that_does_not_change_results_is_refused_not_merged():
+    with pytest.raises(MultirunError, match=r"logger\.mode=offline / disabled are the same cell"):
+        multirun("logger.mode=disabled,offline", "model.depth=26,50")
+    _, cells = multirun("model.depth=26,26,50")  # the same value twice is one cell, nothing lost
+    assert sorted(c.config["model"]["depth"] for c in cells) == [26, 50]
+
+
 @pytest.mark.parametrize(
     ("override", "says"),
     [
