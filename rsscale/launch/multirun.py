@@ -20,8 +20,9 @@ from omegaconf import DictConfig
 from rsscale.config import CELL_GROUPS
 
 # Overrides that do not change which cells run or their results: not part of the sweep-dir name.
-DIR_NEUTRAL_ROOTS = ("hydra", "sweep", "sweep_root", "cluster", "logger", "grid")
-DIR_NEUTRAL_KEYS = ("runtime.progress",)
+# `grid` (which file) is in the name already; `grid.axes.X=[...]` changes the cells, so it is hashed.
+DIR_NEUTRAL_ROOTS = ("hydra", "sweep", "sweep_root", "cluster", "logger")
+DIR_NEUTRAL_KEYS = ("grid", "runtime.progress")
 
 
 class MultirunError(ValueError):

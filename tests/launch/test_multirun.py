@@ -140,6 +140,8 @@ def test_sweep_dir_comes_from_hydras_override_record(monkeypatch, tmp_path):
     # a -m without a sweep is the plain run; a grid file names its directory
     assert sweep_dir_of(RunMode.MULTIRUN, "model.depth=50") == sweep_dir_of(RunMode.RUN, "model.depth=50")
     assert sweep_dir_of(RunMode.RUN, "+grid=depth_width") == f"{tmp_path}/depth_width"
+    narrowed = sweep_dir_of(RunMode.RUN, "+grid=depth_width", "grid.exclude=[{model.depth:26}]")
+    assert narrowed.startswith(f"{tmp_path}/depth_width-")  # other cells: another directory
     # overrides from a config file (hydra.sweeper.params) read as the same sweep, with the same cells
     assert sweep_dir_of(RunMode.MULTIRUN, "hydra.sweeper.params={model.depth:'50,26'}") == one
     _, from_params = multirun("hydra.sweeper.params={model.depth:'26,50'}")
