@@ -23,7 +23,7 @@ import rsscale.sweep  # noqa: F401 - registers the sweep-dir resolver
 from rsscale.config import CONF_DIR, compose
 from rsscale.launch.grid import expand
 from rsscale.launch.multirun import MultirunError, canonical, expand_multirun
-from tests.launch.sweep_helpers import FAST, REPO, attempts, records
+from tests.launch.sweep_helpers import FAST, REPO, attempts, records, status
 
 TINY = ["data.train_res=16", "recipe.epochs=1"]
 
@@ -180,6 +180,7 @@ def test_multirun_runs_every_cell_in_one_sweep_then_skips_them(tmp_path):
     again = run_m(d, *TINY, "model.depth=26,50", "model.width=0.25,0.5").stdout
     assert "4 completed" in again and "0 new" in again
     assert attempts(d) == before  # nothing trained again
+    assert sorted(r["status"] for r in status(d)) == ["completed"] * 4
 
 
 @pytest.mark.slow
