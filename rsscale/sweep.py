@@ -21,11 +21,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rsscale.config import CONF_DIR
-from rsscale.io import atomic_write_json
+from rsscale.launch.cell_files import sync_config
 from rsscale.launch.grid import Cell, GridError, expand
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.resources import ResourceError, resource_class
-from rsscale.launch.runner import CONFIG_NAME
 from rsscale.launch.status import TERMINAL, cell_rows, format_table
 
 log = logging.getLogger("rsscale.sweep")
@@ -71,6 +70,9 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
         entry = manifest.add_cell(c.cell_id, c.hash, c.axes, c.case, classes[c.cell_id].key)
         row = rows.get(c.cell_id)
         if row is None:
+            if _completed_on_disk(manifest, c):  # e.g. a manifest rebuilt after it was lost
+                counts["skip_completed"] += 1
+                continue
             todo.append((c, classes[c.cell_id]))
             counts["new"] += 1
             continue
@@ -94,6 +96,26 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
             todo.append((c, classes[c.cell_id]))
             counts["resume"] += 1
     return todo, counts
+
+
+def _completed_on_disk(manifest: Manifest, c: Cell) -> bool:
+    if not (manifest.cell_dir(c.cell_id) / "record.json").exists():
+        return False
+    rec = manifest.record(c.cell_id) or {}
+    return rec.get("status") == "completed" and rec.get("cell_hash") == c.hash
+
+
+def refresh_configs(manifest: Manifest, cells: list[Cell]) -> int:
+    """Every launched cell runs the sweep's current config; say which unhashed fields changed."""
+    written = 0
+    for c in cells:
+        changed = sync_config(manifest.cell_dir(c.cell_id), c.config)
+        if changed is None or changed:
+            written += 1
+        if changed:
+            manifest.cells[c.cell_id]["config_changed"] = {"fields": changed, "time": time.strftime("%F %T")}
+            print(f"  {c.cell_id}: config refreshed ({', '.join(changed)})", flush=True)
+    return written
 
 
 def run_sweep(cfg: DictConfig) -> int:
@@ -120,15 +142,7 @@ def run_sweep(cfg: DictConfig) -> int:
                 print(f"  {c.cell_id}  {rc.key}")
             return 0
         manifest.data["commands"].append({"argv": sys.argv, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        written = 0
-        for c, _ in todo:
-            cell_dir = manifest.cell_dir(c.cell_id)
-            cell_dir.mkdir(parents=True, exist_ok=True)
-            if not (cell_dir / CONFIG_NAME).exists():
-                # one fsync per file costs ~7 ms: 70 s for 10,000 cells; one sync for all instead
-                atomic_write_json(cell_dir / CONFIG_NAME, c.config, fsync=False)
-                written += 1
-        if written:
+        if refresh_configs(manifest, [c for c, _ in todo]):
             os.sync()  # the cells' configs are on disk before the manifest and the jobs refer to them
         manifest.save()
         cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
@@ -138,7 +152,15 @@ def run_sweep(cfg: DictConfig) -> int:
         if cluster["name"] == "local" or cluster.get("kind") == "local":
             if cfg.sweep.detach and todo:
                 return _detach_local(sweep_dir)
-            _run_local(cfg, manifest, sweep_dir, cluster, group, items)
+            signum = _run_local(cfg, manifest, sweep_dir, cluster, group, items)
+            if signum:
+                rows = cell_rows(manifest)
+                for r in rows:
+                    manifest.cells[r["cell_id"]].update(status=r["status"], error_class=r["error_class"])
+                manifest.save()
+                n = sum(r["status"] != "completed" for r in rows)
+                print(f"rsscale: stopped; {n} cells not completed; re-run the same command to resume them")
+                return 128 + signum
         elif todo:
             from rsscale.launch.launcher import SlurmLauncher
 
@@ -179,8 +201,10 @@ def run_sweep(cfg: DictConfig) -> int:
     return 0 if all(r["status"] in ("completed", "diverged") for r in rows) else 1
 
 
-def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) -> None:
+def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) -> int | None:
+    """Run the cells here; return the stop signal's number if one stopped the driver (else None)."""
     from rsscale.launch.launcher import LocalLauncher
+    from rsscale.launch.supervision import DriverStop
 
     stop = {"flag": False}
     done = {"n": 0}
@@ -192,19 +216,33 @@ def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) 
 
     def on_done(cid: str, err: BaseException | None) -> None:
         done["n"] += 1
-        rec = manifest.record(cid) or {}
-        status = rec.get("status", "failed")
-        final = (rec.get("final") or {}).get("top1")
-        msg = f"[{done['n']}/{len(items)}] {cid}: {status}"
-        if final is not None:
-            msg += f" val top1 {final:.4f}"
-        if err is not None:
-            msg += f" ({rec.get('error_class') or 'code_error'}: {str(err).strip().splitlines()[-1][:200]})"
-            if cfg.sweep.fail_fast:
-                stop["flag"] = True
-        print(msg, flush=True)
+        print(f"[{done['n']}/{len(items)}] {done_line(manifest, cid, err)}", flush=True)
+        if err is not None and cfg.sweep.fail_fast and not driver.requested:
+            stop["flag"] = True
 
-    LocalLauncher(sweep_dir, cluster, group).run(items, on_submit, on_done, should_stop=lambda: stop["flag"])
+    with DriverStop() as driver:
+        LocalLauncher(sweep_dir, cluster, group).run(
+            items, on_submit, on_done, should_stop=lambda: stop["flag"] or driver.requested
+        )
+    return driver.signum
+
+
+def done_line(manifest: Manifest, cid: str, err: BaseException | None) -> str:
+    """`cell: status val top1 x (error_class: the exception's message)`: the error, not a log path."""
+    row = cell_rows(manifest, [cid])[0]
+    rec = manifest.record(cid) or {}
+    msg = f"{cid}: {row['status']}"
+    if row["val_top1"] is not None:
+        msg += f" val top1 {row['val_top1']:.4f}"
+    if row["status"] != "completed":
+        text = rec.get("error")
+        if not text and row["error_class"] == "node_failure":
+            text = "the process ended without recording an error (killed?)"
+        if not text and err is not None:
+            text = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+        if row["error_class"] or text:
+            msg += f" ({row['error_class'] or row['status']}: {(text or '').strip()[:300]})"
+    return msg
 
 
 def _wait_slurm(cfg, manifest: Manifest, cell_ids: list[str]) -> None:
