@@ -222,6 +222,9 @@ def validate_cell(cell: Mapping[str, Any], *, check_data_files: bool = True) -> 
     validate_model_cfg(cell["model"])
     if check_data_files:
         validate_data_cfg(cell["data"])
+    from rsscale.data.config import check_batch_fits
+
+    check_batch_fits(cell["data"], int(cell["recipe"]["batch_size"]))
     resolve_mode(cell["logger"].get("mode", "auto"))
 
 

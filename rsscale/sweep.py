@@ -47,6 +47,19 @@ class SweepError(RuntimeError):
     pass
 
 
+def check_local_devices(cells: list[Cell]) -> None:
+    """cluster=local runs the cells on this host: a requested GPU must be here, before anything runs."""
+    want = [c for c in cells if c.config["runtime"].get("device") == "cuda"]
+    if want:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SweepError(
+                f"cell {want[0].cell_id}: runtime.device=cuda, but this host has no usable CUDA GPU and "
+                "cluster=local runs cells here; use runtime.device=auto or cpu, or cluster=slurm"
+            )
+
+
 def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[tuple[Cell, Any]], dict]:
     """Which cells to launch: new ones, unfinished ones, and failures the retry policy allows."""
     cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
@@ -55,6 +68,8 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
         from rsscale.launch.slurm import partition_cpus
 
         cluster["cpus_per_node"] = partition_cpus(cluster.get("partition"))
+    if cluster.get("name") == "local" or cluster.get("kind") == "local":
+        check_local_devices(cells)
     classes = {}
     for c in cells:  # every cell's resources are checked before anything is submitted
         try:
@@ -311,5 +326,19 @@ def main(cfg: DictConfig) -> None:
     sys.exit(code)
 
 
+def _precheck_grid(argv: list[str]) -> None:
+    """Grid YAML errors surface inside Hydra's composition as tracebacks: check the file first."""
+    from rsscale.launch.grid import check_grid_file, grid_file
+
+    path = grid_file(argv)
+    if path is not None:
+        try:
+            check_grid_file(path)
+        except GridError as e:
+            print(f"rsscale.sweep: error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+
 if __name__ == "__main__":
+    _precheck_grid(sys.argv[1:])
     main()

@@ -96,7 +96,9 @@ def evaluate(model: nn.Module, stream, amp_dtype, device) -> dict[str, float]:
         stats += torch.stack([hit[:, 0].sum(), hit.any(dim=1).sum(), torch.tensor(len(y), device=device)])
     D.all_reduce_sum(stats)
     model.train(was_training)
-    n = max(1.0, stats[2].item())
+    n = stats[2].item()
+    if n == 0:  # no minival (data.minival_fraction=null): missing, never 0.0
+        return {"top1": None, "top5": None}
     return {"top1": stats[0].item() / n, "top5": stats[1].item() / n}
 
 
