@@ -23,7 +23,7 @@ SCHEMA_VERSION = 1
 TERMINAL = ("completed", "failed", "diverged")
 
 
-class ManifestError(RuntimeError):
+class ManifestError(ValueError):
     """An unreadable manifest.json; the message names the file and how to recover."""
 
 

@@ -193,4 +193,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     lines.append("")
     lines.append(f"{len(rows)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for r in rows:
+        if r.get("config_changed"):
+            lines.append(f"{r['cell_id']}: config refreshed at its last launch: {', '.join(r['config_changed'])}")
     return "\n".join(lines)
