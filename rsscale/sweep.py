@@ -81,6 +81,7 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
     ]
     rows = {r["cell_id"]: r for r in cell_rows(manifest, known)} if known else {}
     todo, counts = [], {"new": 0, "skip_completed": 0, "resume": 0, "retry": 0, "running": 0, "exhausted": 0}
+    counts["waiting"] = []  # cells queued or running from an earlier launch
     for c in cells:
         entry = manifest.add_cell(c.cell_id, c.hash, c.axes, c.case, classes[c.cell_id].key)
         row = rows.get(c.cell_id)
@@ -99,6 +100,7 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
             counts["skip_completed"] += 1
         elif status in ("pending", "running", "requeued"):
             counts["running"] += 1
+            counts["waiting"].append(c.cell_id)
         elif status in ("failed", "diverged", "preempted"):
             cls = ecls or ("diverged" if status == "diverged" else "code_error")
             used = sum(1 for s in entry["submissions"] if s.get("outcome") == cls)
@@ -203,7 +205,9 @@ def run_sweep(cfg: DictConfig) -> int:
                     f"rsscale: submitted {len(ids)} cells; follow with: python -m rsscale.status {sweep_dir}"
                 )
                 return 0
-            _wait_slurm(cfg, manifest, launched)
+            _wait_slurm(cfg, manifest, launched + counts["waiting"])
+        elif counts["waiting"] and not cfg.sweep.detach:  # a re-run waits for what still runs
+            _wait_slurm(cfg, manifest, counts["waiting"])
         rows = cell_rows(manifest)
         for r in rows:
             manifest.cells[r["cell_id"]].update(status=r["status"], error_class=r["error_class"])

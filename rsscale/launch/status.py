@@ -117,12 +117,12 @@ def derive_state(manifest: Manifest, cid: str, rec: dict | None, last: dict | No
             return ("pending" if rec is None and att is None else "requeued"), None
         if job.state in _ACTIVE:
             return "running", None
-        if rec is not None and rec["status"] == "preempted":
-            return "preempted", "preempted"
         if rec is None and has_ckpt:
             return "interrupted", None
         cls = classify(job.state)
-        if cls in (None, "code_error"):
+        if cls is None:
+            cls = (rec or {}).get("error_class") or ("node_failure" if att is not None else "cancelled")
+        elif cls == "code_error":
             # a Python error always leaves a `failed` record: a job that ended without one was killed
             cls = "node_failure" if att is not None else "cancelled"
         return "failed", cls
@@ -195,5 +195,5 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines.append(f"{len(rows)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     for r in rows:
         if r.get("config_changed"):
-            lines.append(f"{r['cell_id']}: config refreshed at its last launch: {', '.join(r['config_changed'])}")
+            lines.append(f"{r['cell_id']}: config refreshed: {', '.join(r['config_changed'])}")
     return "\n".join(lines)
