@@ -47,6 +47,25 @@ def check_tree(root: str | None) -> None:
             raise DataNotFoundError(
                 f"data.root={root} has no {split}/ directory (expected {split}/<class>/*.JPEG)"
             )
+        _check_sample(os.path.join(root, split))
+
+
+def _check_sample(split_dir: str) -> None:
+    """The first class directory with an image holds a decodable one: an empty tree or one that is
+    not images fails before launch (one listing of one class directory; not a full scan)."""
+    for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
+        if not entry.is_dir():
+            continue
+        images = sorted(f.name for f in os.scandir(entry.path) if f.name.lower().endswith(EXTENSIONS))
+        if not images:
+            continue
+        path = os.path.join(entry.path, images[0])
+        try:
+            decode_rgb(path)
+        except Exception as e:  # noqa: BLE001 - any decoder error: say which file
+            raise DataConfigError(f"data.root: {path} cannot be decoded ({type(e).__name__}: {e})") from None
+        return
+    raise DataNotFoundError(f"data.root: no images ({', '.join(EXTENSIONS)}) under {split_dir}/<class>/")
 
 
 def scan_split(

@@ -260,6 +260,19 @@ def test_what_can_be_checked_before_launch_is():
             check_local_devices(cells)
 
 
+def test_image_trees_are_non_empty_and_decodable_before_launch(tmp_path):
+    from rsscale.data import validate_data_cfg
+
+    for split in ("train", "val"):
+        (tmp_path / split / "cat").mkdir(parents=True)
+    cfg = {"name": "imagenet", "root": str(tmp_path), "minival_fraction": 0.02, "num_workers": 0}
+    with pytest.raises(ValueError, match=r"no images .* under .*train/<class>/"):
+        validate_data_cfg(cfg)
+    (tmp_path / "train" / "cat" / "a.JPEG").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match=r"train/cat/a.JPEG cannot be decoded"):
+        validate_data_cfg(cfg)
+
+
 def test_no_minival_is_reported_missing_never_as_zero(tmp_path):
     rec = train(tiny_cell("data.minival_fraction=null", "recipe.epochs=1"), tmp_path / "r", cell_id_="c")
     assert rec["status"] == "completed"
