@@ -47,6 +47,7 @@ def check_tree(root: str | None) -> None:
             raise DataNotFoundError(
                 f"data.root={root} has no {split}/ directory (expected {split}/<class>/*.JPEG)"
             )
+    for split in ("train", "val"):
         _check_sample(os.path.join(root, split))
 
 
