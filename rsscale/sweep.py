@@ -327,6 +327,9 @@ def main(cfg: DictConfig) -> None:
     except (SweepError, RuntimeError, ValueError, FileNotFoundError) as e:
         print(f"rsscale.sweep: error: {e}", file=sys.stderr)
         code = 2
+    except KeyboardInterrupt:  # one line, not tracebacks (local cells are stopped by DriverStop)
+        print("rsscale: interrupted; queued jobs keep their state; re-run the same command to resume")
+        code = 130
     sys.exit(code)
 
 
