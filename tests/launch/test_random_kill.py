@@ -96,6 +96,21 @@ def slurm_tasks(d: Path, state: str) -> list[str]:
     return sorted(set(out) & set(ids))
 
 
+def launches(d: Path) -> int:
+    """Submissions in the manifest so far (a driver that launched cells added some)."""
+    try:
+        cells = json.loads((d / "manifest.json").read_text())["cells"].values()
+    except (OSError, ValueError):
+        return 0
+    return sum(len(c["submissions"]) for c in cells)
+
+
+def wait_launch(d: Path, before: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None and launches(d) <= before:
+        time.sleep(0.2)
+
+
 def kill_loop(d: Path, launcher: str, n_kills: int, rng: random.Random, extra: list[str]) -> list[str]:
     """Start the command, wait a random moment, kill something, re-run; `n_kills` times."""
     done: list[str] = []
@@ -103,6 +118,7 @@ def kill_loop(d: Path, launcher: str, n_kills: int, rng: random.Random, extra: l
     try:
         while len(done) < n_kills:
             if proc is None or proc.poll() is not None:
+                before = launches(d)
                 proc = subprocess.Popen(
                     command(d, *extra),
                     cwd=REPO,
@@ -111,17 +127,22 @@ def kill_loop(d: Path, launcher: str, n_kills: int, rng: random.Random, extra: l
                     stderr=subprocess.DEVNULL,
                     start_new_session=True,
                 )
-            time.sleep(rng.uniform(0.5, 6.0))
+                # a quarter of the kills land in the driver's start-up; the rest while cells run
+                if rng.random() < 0.75:
+                    wait_launch(d, before, proc)
+            time.sleep(rng.uniform(0.5, 5.0))
+            if proc.poll() == 0:
+                break  # every cell completed before the next kill: the caller starts a new round
             if proc.poll() is not None:
-                continue  # it finished (or gave up) before the kill: the loop re-runs it
+                continue  # it gave up before the kill: the loop re-runs it
             kinds = ["driver_kill", "driver_term"]
             if launcher == "local" and live_cell_pids(d):
                 kinds += ["cell_kill"] * 2
             if launcher == "slurm":
                 if slurm_tasks(d, "RUNNING"):
-                    kinds += ["scancel", "requeue"]
+                    kinds += ["scancel", "requeue"] * 2
                 elif slurm_tasks(d, "PENDING"):
-                    kinds += ["scancel"]
+                    kinds += ["scancel"] * 2
             kind = rng.choice(kinds)
             if kind == "cell_kill":
                 os.kill(rng.choice(live_cell_pids(d)), signal.SIGKILL)
@@ -157,37 +178,42 @@ def reference(tmp_path_factory) -> dict[str, tuple]:
     return final_metrics(d)
 
 
-def _check(d: Path, launcher: str, kills: list[str], reference: dict, extra: list[str]) -> None:
-    runs = run_to_completion(d, *extra)
-    got = final_metrics(d)
-    lost = sorted(set(reference) - set(got))
-    counts = {k: kills.count(k) for k in sorted(set(kills))}
-    print(
-        f"\nrandom-kill {launcher}: {len(kills)} kills {counts}; final re-runs {runs}; lost cells {len(lost)}"
-    )
-    assert len(reference) == 6 and not lost
-    for cid, want in reference.items():
-        assert got[cid] == want, f"{cid}: metrics differ from the uninterrupted run"
+def kill_rounds(tmp_path: Path, launcher: str, reference: dict, extra: list[str]) -> None:
+    """Kill until KILLS[launcher] kills are done: a round ends when its sweep completes (re-run to
+    completion, metrics checked); the next round starts a fresh sweep directory."""
+    seed = _seed()
+    rng = random.Random(seed)
+    kills: list[str] = []
+    for i in range(4):
+        d = tmp_path / f"sw{i}"
+        kills += kill_loop(d, launcher, KILLS[launcher] - len(kills), rng, extra)
+        runs = run_to_completion(d, *extra)
+        got = final_metrics(d)
+        lost = sorted(set(reference) - set(got))
+        counts = {k: kills.count(k) for k in sorted(set(kills))}
+        print(
+            f"\nrandom-kill {launcher} (seed {seed}) round {i}: {len(kills)} kills so far {counts}; "
+            f"final re-runs {runs}; lost cells {len(lost)}"
+        )
+        assert len(reference) == 6 and not lost
+        for cid, want in reference.items():
+            assert got[cid] == want, f"{cid}: metrics differ from the uninterrupted run"
+        if len(kills) >= KILLS[launcher]:
+            return
+    raise AssertionError(f"only {len(kills)} kills in 4 rounds")
 
 
 def test_random_kills_of_a_local_sweep_lose_nothing(reference, tmp_path):
-    seed = _seed()
-    print(f"kill schedule seed {seed}")
-    d = tmp_path / "sw"
-    kills = kill_loop(d, "local", KILLS["local"], random.Random(seed), [])
-    _check(d, "local", kills, reference, [])
+    kill_rounds(tmp_path, "local", reference, [])
 
 
 @pytest.mark.slurm
 def test_random_kills_of_a_slurm_sweep_lose_nothing(slurm_cluster, reference, tmp_path):
-    seed = _seed()
-    print(f"kill schedule seed {seed}")
-    d = tmp_path / "sw"
     try:
-        kills = kill_loop(d, "slurm", KILLS["slurm"], random.Random(seed), SLURM)
-        _check(d, "slurm", kills, reference, SLURM)
+        kill_rounds(tmp_path, "slurm", reference, SLURM)
     finally:
-        if (d / "manifest.json").exists():
-            cells = json.loads((d / "manifest.json").read_text())["cells"].values()
-            ids = [s["job_id"] for c in cells for s in c["submissions"]]
-            subprocess.run(["scancel", *ids], capture_output=True, check=False, timeout=60)
+        for d in tmp_path.glob("sw*"):
+            if (d / "manifest.json").exists():
+                cells = json.loads((d / "manifest.json").read_text())["cells"].values()
+                ids = [s["job_id"] for c in cells for s in c["submissions"]]
+                subprocess.run(["scancel", *ids], capture_output=True, check=False, timeout=60)
