@@ -27,7 +27,7 @@ SWEEPS_DIR = REPO_ROOT / "sweeps"
 CELL_GROUPS = ("model", "data", "recipe", "runtime", "logger")
 # Fields that do not change results: excluded from the cell hash.
 NON_RESULT_FIELDS = {
-    "data": {"root", "num_workers", "download"},
+    "data": {"root", "num_workers", "download", "max_unreadable_fraction"},
     "runtime": {
         "device",
         "compile",

@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "randaugment_magnitude": None,
     "crop_pad": None,  # in-memory datasets: random-crop padding in px (null: the dataset's default, 0: off)
     "flip": True,  # random horizontal flip in training
+    "max_unreadable_fraction": 0.001,  # image trees: share of undecodable files skipped (and listed)
 }
 # Keys that only the synthetic dataset reads; other datasets accept them only as null.
 SYNTHETIC_DEFAULTS: dict[str, Any] = {"num_classes": 10, "size": 2048, "val_size": 512}
@@ -121,6 +122,9 @@ def check_data_cfg(data_cfg: Mapping) -> dict[str, Any]:
 
     if cfg["crop_pad"] is not None:
         cfg["crop_pad"] = _int_at_least(cfg, "crop_pad", 0, 16)
+    mu = cfg["max_unreadable_fraction"]
+    if not _is_real(mu) or not 0.0 <= float(mu) < 1.0:
+        raise DataConfigError(f"data.max_unreadable_fraction must be a number in [0, 1), got {mu!r}")
     if not isinstance(cfg["flip"], bool):
         raise DataConfigError(f"data.flip must be true or false, got {cfg['flip']!r}")
 

@@ -286,6 +286,7 @@ def train(
         world_size=world,
         channels_last=bool(rt["channels_last"]),
         randaugment_magnitude=data_cfg.get("randaugment_magnitude"),
+        bad_image_log=run_dir / UNREADABLE_NAME if data_cfg.get("name") == "imagenet" else None,
     )
     micro_per_epoch = data.train.steps_per_epoch
     steps_per_epoch = micro_per_epoch // accum
@@ -531,6 +532,7 @@ def train(
                         e = evaluate(ema.module, data.minival, amp_dtype, device)
                         entry.update(minival_top1_ema=e["top1"], minival_top5_ema=e["top5"])
                 record["history"].append(entry)
+                _check_unreadable(run_dir, data_cfg, data, record)
                 record["cost"]["train_time_s"] = train_time
                 if is_main:
                     write_record(run_dir, record)
@@ -621,6 +623,29 @@ def train(
         raise
     finally:
         progress.close()
+
+
+UNREADABLE_NAME = "unreadable_images.txt"
+
+
+def _check_unreadable(run_dir: Path, data_cfg: Mapping, data, record: dict) -> None:
+    """Unreadable images were skipped (listed in run_dir/unreadable_images.txt); past
+    data.max_unreadable_fraction of the tree they are an error, not a silently smaller dataset."""
+    path = run_dir / UNREADABLE_NAME
+    if not path.exists():
+        return
+    from rsscale.data.imagenet import unreadable_images
+
+    bad = unreadable_images(path)
+    total = max(1, data.train_size + data.minival_size + data.val_size)
+    record["data_issues"] = {"unreadable_images": len(bad), "listed_in": UNREADABLE_NAME, "first": bad[:5]}
+    limit = float(data_cfg.get("max_unreadable_fraction", 0.001))
+    if len(bad) / total > limit:
+        raise ValueError(
+            f"data.max_unreadable_fraction={limit}: {len(bad)} of {total} images are unreadable "
+            f"(listed in {path}); fix or remove them, or raise the limit"
+        )
+    log.warning("%d unreadable image(s) skipped (listed in %s)", len(bad), path)
 
 
 def classify_exception(e: BaseException) -> str:

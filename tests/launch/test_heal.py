@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rsscale.config import cell_hash, compose, normalize, validate_cell
+from rsscale.config import cell_config, cell_hash, compose, normalize, validate_cell
 from rsscale.launch.grid import GridError, check_grid_file, expand
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.status import cell_rows
@@ -271,6 +271,34 @@ def test_image_trees_are_non_empty_and_decodable_before_launch(tmp_path):
     (tmp_path / "train" / "cat" / "a.JPEG").write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match=r"train/cat/a.JPEG cannot be decoded"):
         validate_data_cfg(cfg)
+
+
+def test_unreadable_images_are_counted_skipped_and_listed_up_to_a_share(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from tests.train.train_helpers import TINY
+
+    root = tmp_path / "tree"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("val", 2)):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                arr = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(root / split / c / f"{i}.JPEG")
+    (root / "train" / "b" / "5.JPEG").write_bytes(b"truncated")  # one bad file of 20
+    base = [o for o in TINY if not o.startswith(("data=", "data.size", "recipe.batch_size"))]
+    over = [*base, "data=imagenet", f"data.root={root}", "data.num_workers=0", "data.minival_fraction=0.2"]
+    over += ["recipe.batch_size=4", "recipe.epochs=1"]
+    cell = cell_config(compose([*over, "data.max_unreadable_fraction=0.1"]))
+    rec = train(cell, tmp_path / "ok", cell_id_="c")  # one unreadable JPEG used to kill the cell
+    assert rec["status"] == "completed" and rec["data_issues"]["unreadable_images"] == 1
+    listed = (tmp_path / "ok" / "unreadable_images.txt").read_text()
+    assert str(root / "train" / "b" / "5.JPEG") in listed
+    strict = cell_config(compose([*over, "data.max_unreadable_fraction=0"]))
+    with pytest.raises(ValueError, match=r"data.max_unreadable_fraction=0.0: 1 of 20 images are unreadable"):
+        train(strict, tmp_path / "strict", cell_id_="c")
 
 
 def test_no_minival_is_reported_missing_never_as_zero(tmp_path):
