@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import numbers
+import re
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -25,7 +27,7 @@ SWEEPS_DIR = REPO_ROOT / "sweeps"
 CELL_GROUPS = ("model", "data", "recipe", "runtime", "logger")
 # Fields that do not change results: excluded from the cell hash.
 NON_RESULT_FIELDS = {
-    "data": {"root", "num_workers", "download"},
+    "data": {"root", "num_workers", "download", "max_unreadable_fraction"},
     "runtime": {
         "device",
         "compile",
@@ -73,16 +75,44 @@ def cell_config(cfg: DictConfig | Mapping) -> dict[str, Any]:
             model[k] = recipe.get(k) or 0.0
     if data.get("randaugment_magnitude") == "auto":
         data["randaugment_magnitude"] = recipe.get("randaugment_magnitude")
-    return cell
+    return {g: (v if g == "logger" else normalize(v)) for g, v in cell.items()}  # names stay strings
+
+
+_NUMBER = re.compile(r"^[+-]?(\d[\d_]*\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_WORDS = {"null": None, "~": None, "none": None, "true": True, "false": False}
+
+
+def normalize(value: Any) -> Any:
+    """One spelling per value, so that one training run is one cell: `1.0` -> 1, tuples -> lists,
+    YAML-ish strings ('1e-3', '1_000', 'true', 'null') -> the value they spell. Idempotent."""
+    if isinstance(value, Mapping):
+        return {str(k): normalize(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [normalize(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        f = float(value)
+        return int(f) if math.isfinite(f) and f.is_integer() else f
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _WORDS:
+            return _WORDS[word]
+        if _NUMBER.match(value.strip()):
+            return normalize(float(value.strip().replace("_", "")))
+    return value
 
 
 def cell_hash(cell: Mapping[str, Any]) -> str:
-    """Stable hash of the fields that change results (not paths, loggers, cluster or speed knobs)."""
+    """Stable hash of the fields that change results (not paths, loggers, cluster or speed knobs),
+    after `normalize`: `epochs: 1` and `epochs: 1.0` are the same cell."""
     keep = {}
     for g in ("model", "data", "recipe", "runtime"):
         drop = NON_RESULT_FIELDS.get(g, set())
         keep[g] = {k: v for k, v in cell[g].items() if k not in drop}
-    blob = json.dumps(keep, sort_keys=True, separators=(",", ":"), default=str)
+    blob = json.dumps(normalize(keep), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -194,6 +224,9 @@ def validate_cell(cell: Mapping[str, Any], *, check_data_files: bool = True) -> 
     validate_model_cfg(cell["model"])
     if check_data_files:
         validate_data_cfg(cell["data"])
+    from rsscale.data.config import check_batch_fits
+
+    check_batch_fits(cell["data"], int(cell["recipe"]["batch_size"]))
     resolve_mode(cell["logger"].get("mode", "auto"))
 
 

@@ -21,12 +21,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rsscale.config import CONF_DIR
-from rsscale.io import atomic_write_json
+from rsscale.launch.cell_files import sync_config
 from rsscale.launch.grid import Cell, GridError, expand
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.multirun import dir_suffix
 from rsscale.launch.resources import ResourceError, resource_class
-from rsscale.launch.runner import CONFIG_NAME
 from rsscale.launch.status import TERMINAL, cell_rows, format_table
 
 log = logging.getLogger("rsscale.sweep")
@@ -38,6 +37,19 @@ class SweepError(RuntimeError):
     pass
 
 
+def check_local_devices(cells: list[Cell]) -> None:
+    """cluster=local runs the cells on this host: a requested GPU must be here, before anything runs."""
+    want = [c for c in cells if c.config["runtime"].get("device") == "cuda"]
+    if want:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SweepError(
+                f"cell {want[0].cell_id}: runtime.device=cuda, but this host has no usable CUDA GPU and "
+                "cluster=local runs cells here; use runtime.device=auto or cpu, or cluster=slurm"
+            )
+
+
 def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[tuple[Cell, Any]], dict]:
     """Which cells to launch: new ones, unfinished ones, and failures the retry policy allows."""
     cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
@@ -46,6 +58,8 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
         from rsscale.launch.slurm import partition_cpus
 
         cluster["cpus_per_node"] = partition_cpus(cluster.get("partition"))
+    if cluster.get("name") == "local" or cluster.get("kind") == "local":
+        check_local_devices(cells)
     classes = {}
     for c in cells:  # every cell's resources are checked before anything is submitted
         try:
@@ -57,10 +71,14 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
     ]
     rows = {r["cell_id"]: r for r in cell_rows(manifest, known)} if known else {}
     todo, counts = [], {"new": 0, "skip_completed": 0, "resume": 0, "retry": 0, "running": 0, "exhausted": 0}
+    counts["waiting"] = []  # cells queued or running from an earlier launch
     for c in cells:
         entry = manifest.add_cell(c.cell_id, c.hash, c.axes, c.case, classes[c.cell_id].key)
         row = rows.get(c.cell_id)
         if row is None:
+            if _completed_on_disk(manifest, c):  # e.g. a manifest rebuilt after it was lost
+                counts["skip_completed"] += 1
+                continue
             todo.append((c, classes[c.cell_id]))
             counts["new"] += 1
             continue
@@ -72,6 +90,7 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
             counts["skip_completed"] += 1
         elif status in ("pending", "running", "requeued"):
             counts["running"] += 1
+            counts["waiting"].append(c.cell_id)
         elif status in ("failed", "diverged", "preempted"):
             cls = ecls or ("diverged" if status == "diverged" else "code_error")
             used = sum(1 for s in entry["submissions"] if s.get("outcome") == cls)
@@ -84,6 +103,26 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
             todo.append((c, classes[c.cell_id]))
             counts["resume"] += 1
     return todo, counts
+
+
+def _completed_on_disk(manifest: Manifest, c: Cell) -> bool:
+    if not (manifest.cell_dir(c.cell_id) / "record.json").exists():
+        return False
+    rec = manifest.record(c.cell_id) or {}
+    return rec.get("status") == "completed" and rec.get("cell_hash") == c.hash
+
+
+def refresh_configs(manifest: Manifest, cells: list[Cell]) -> int:
+    """Every launched cell runs the sweep's current config; say which unhashed fields changed."""
+    written = 0
+    for c in cells:
+        changed = sync_config(manifest.cell_dir(c.cell_id), c.config)
+        if changed is None or changed:
+            written += 1
+        if changed:
+            manifest.cells[c.cell_id]["config_changed"] = {"fields": changed, "time": time.strftime("%F %T")}
+            print(f"  {c.cell_id}: config refreshed ({', '.join(changed)})", flush=True)
+    return written
 
 
 def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] | None = None) -> int:
@@ -111,15 +150,7 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
                 print(f"  {c.cell_id}  {rc.key}")
             return 0
         manifest.data["commands"].append({"argv": sys.argv, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        written = 0
-        for c, _ in todo:
-            cell_dir = manifest.cell_dir(c.cell_id)
-            cell_dir.mkdir(parents=True, exist_ok=True)
-            if not (cell_dir / CONFIG_NAME).exists():
-                # one fsync per file costs ~7 ms: 70 s for 10,000 cells; one sync for all instead
-                atomic_write_json(cell_dir / CONFIG_NAME, c.config, fsync=False)
-                written += 1
-        if written:
+        if refresh_configs(manifest, [c for c, _ in todo]):
             os.sync()  # the cells' configs are on disk before the manifest and the jobs refer to them
         manifest.save()
         cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
@@ -129,7 +160,15 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
         if cluster["name"] == "local" or cluster.get("kind") == "local":
             if cfg.sweep.detach and todo:
                 return _detach_local(sweep_dir)
-            _run_local(cfg, manifest, sweep_dir, cluster, group, items)
+            signum = _run_local(cfg, manifest, sweep_dir, cluster, group, items)
+            if signum:
+                rows = cell_rows(manifest)
+                for r in rows:
+                    manifest.cells[r["cell_id"]].update(status=r["status"], error_class=r["error_class"])
+                manifest.save()
+                n = sum(r["status"] != "completed" for r in rows)
+                print(f"rsscale: stopped; {n} cells not completed; re-run the same command to resume them")
+                return 128 + signum
         elif todo:
             from rsscale.launch.launcher import SlurmLauncher
 
@@ -157,7 +196,9 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
                     f"rsscale: submitted {len(ids)} cells; follow with: python -m rsscale.status {sweep_dir}"
                 )
                 return 0
-            _wait_slurm(cfg, manifest, launched)
+            _wait_slurm(cfg, manifest, launched + counts["waiting"])
+        elif counts["waiting"] and not cfg.sweep.detach:  # a re-run waits for what still runs
+            _wait_slurm(cfg, manifest, counts["waiting"])
         rows = cell_rows(manifest)
         for r in rows:
             manifest.cells[r["cell_id"]].update(status=r["status"], error_class=r["error_class"])
@@ -170,8 +211,10 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
     return 0 if all(r["status"] in ("completed", "diverged") for r in rows) else 1
 
 
-def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) -> None:
+def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) -> int | None:
+    """Run the cells here; return the stop signal's number if one stopped the driver (else None)."""
     from rsscale.launch.launcher import LocalLauncher
+    from rsscale.launch.supervision import DriverStop
 
     stop = {"flag": False}
     done = {"n": 0}
@@ -183,19 +226,33 @@ def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) 
 
     def on_done(cid: str, err: BaseException | None) -> None:
         done["n"] += 1
-        rec = manifest.record(cid) or {}
-        status = rec.get("status", "failed")
-        final = (rec.get("final") or {}).get("top1")
-        msg = f"[{done['n']}/{len(items)}] {cid}: {status}"
-        if final is not None:
-            msg += f" val top1 {final:.4f}"
-        if err is not None:
-            msg += f" ({rec.get('error_class') or 'code_error'}: {str(err).strip().splitlines()[-1][:200]})"
-            if cfg.sweep.fail_fast:
-                stop["flag"] = True
-        print(msg, flush=True)
+        print(f"[{done['n']}/{len(items)}] {done_line(manifest, cid, err)}", flush=True)
+        if err is not None and cfg.sweep.fail_fast and not driver.requested:
+            stop["flag"] = True
 
-    LocalLauncher(sweep_dir, cluster, group).run(items, on_submit, on_done, should_stop=lambda: stop["flag"])
+    with DriverStop() as driver:
+        LocalLauncher(sweep_dir, cluster, group).run(
+            items, on_submit, on_done, should_stop=lambda: stop["flag"] or driver.requested
+        )
+    return driver.signum
+
+
+def done_line(manifest: Manifest, cid: str, err: BaseException | None) -> str:
+    """`cell: status val top1 x (error_class: the exception's message)`: the error, not a log path."""
+    row = cell_rows(manifest, [cid])[0]
+    rec = manifest.record(cid) or {}
+    msg = f"{cid}: {row['status']}"
+    if row["val_top1"] is not None:
+        msg += f" val top1 {row['val_top1']:.4f}"
+    if row["status"] != "completed":
+        text = rec.get("error")
+        if not text and row["error_class"] == "node_failure":
+            text = "the process ended without recording an error (killed?)"
+        if not text and err is not None:
+            text = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+        if row["error_class"] or text:
+            msg += f" ({row['error_class'] or row['status']}: {(text or '').strip()[:300]})"
+    return msg
 
 
 def _wait_slurm(cfg, manifest: Manifest, cell_ids: list[str]) -> None:
@@ -260,6 +317,9 @@ def _run_and_exit(cfg: DictConfig, expanded=None) -> None:
     except (SweepError, RuntimeError, ValueError, FileNotFoundError) as e:
         print(f"rsscale.sweep: error: {e}", file=sys.stderr)
         code = 2
+    except KeyboardInterrupt:  # one line, not tracebacks (local cells are stopped by DriverStop)
+        print("rsscale: interrupted; queued jobs keep their state; re-run the same command to resume")
+        code = 130
     sys.exit(code)
 
 
@@ -273,5 +333,19 @@ def main(cfg: DictConfig) -> None:
     _run_and_exit(cfg)
 
 
+def _precheck_grid(argv: list[str]) -> None:
+    """Grid YAML errors surface inside Hydra's composition as tracebacks: check the file first."""
+    from rsscale.launch.grid import check_grid_file, grid_file
+
+    path = grid_file(argv)
+    if path is not None:
+        try:
+            check_grid_file(path)
+        except GridError as e:
+            print(f"rsscale.sweep: error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+
 if __name__ == "__main__":
+    _precheck_grid(sys.argv[1:])
     main()

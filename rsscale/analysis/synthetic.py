@@ -16,7 +16,6 @@ The compute-optimal resolution grows as C^k, k = (1/gamma) / (1/alpha + 2/beta +
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rsscale.config import cell_hash
 from rsscale.io import atomic_write_json
 from rsscale.models.resnet_rs import MODEL_CFG_DEFAULTS
 
@@ -167,18 +167,6 @@ def _cell_config(row: dict[str, Any]) -> dict[str, Any]:
         },
         "logger": {"mode": "disabled", "project": "rsscale", "group": None, "tags": []},
     }
-
-
-def cell_hash(cfg: dict[str, Any]) -> str:
-    data = {k: v for k, v in cfg["data"].items() if k not in ("root", "num_workers", "download")}
-    key = {
-        "model": cfg["model"],
-        "data": data,
-        "recipe": cfg["recipe"],
-        "seed": cfg["runtime"]["seed"],
-        "precision": cfg["runtime"]["precision"],
-    }
-    return hashlib.sha256(json.dumps(key, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def make_record(

@@ -56,6 +56,7 @@ def build_data(
     channels_last: bool = False,
     randaugment_magnitude: int | None = None,
     for_minival_only: bool = False,
+    bad_image_log: str | os.PathLike | None = None,
 ) -> DataBundle:
     """Build the train / minival / val streams described by ``data_cfg`` (the ``data:`` block).
 
@@ -126,6 +127,7 @@ def build_data(
         train_idx = take_subset(train_idx, cfg["train_subset"], keys)
         num_workers = resolve_num_workers(cfg["num_workers"])
         train_dir = os.path.join(cfg["root"], "train")
+        bad_log = None if bad_image_log is None else str(bad_image_log)  # unreadable files: listed, skipped
         train_ds = inet.ImageTreeDataset(
             train_dir,
             tree["train_paths"],
@@ -133,6 +135,7 @@ def build_data(
             inet.train_transform(cfg["train_res"], magnitude),
             seed=seed,
             random=True,
+            bad_log=bad_log,
         )
         eval_tf = inet.eval_transform(cfg["eval_res"])
         train = inet.LoaderTrainStream(
@@ -141,7 +144,13 @@ def build_data(
         _check_steps(train)  # before minival/val start workers
         ev = {"batch_size": eval_batch_size, "num_workers": num_workers, **common}
         minival_ds = inet.ImageTreeDataset(
-            train_dir, tree["train_paths"], tree["train_labels"], eval_tf, seed=seed, random=False
+            train_dir,
+            tree["train_paths"],
+            tree["train_labels"],
+            eval_tf,
+            seed=seed,
+            random=False,
+            bad_log=bad_log,
         )
         minival = inet.LoaderEvalStream(minival_ds, minival_idx, **ev)
         val = None
@@ -153,6 +162,7 @@ def build_data(
                 eval_tf,
                 seed=seed,
                 random=False,
+                bad_log=bad_log,
             )
             val = inet.LoaderEvalStream(val_ds, np.arange(len(tree["val_paths"])), persistent=False, **ev)
         num_classes, in_chans = len(tree["classes"]), inet.IN_CHANS

@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "randaugment_magnitude": None,
     "crop_pad": None,  # in-memory datasets: random-crop padding in px (null: the dataset's default, 0: off)
     "flip": True,  # random horizontal flip in training
+    "max_unreadable_fraction": 0.001,  # image trees: share of undecodable files skipped (and listed)
 }
 # Keys that only the synthetic dataset reads; other datasets accept them only as null.
 SYNTHETIC_DEFAULTS: dict[str, Any] = {"num_classes": 10, "size": 2048, "val_size": 512}
@@ -93,11 +94,12 @@ def check_data_cfg(data_cfg: Mapping) -> dict[str, Any]:
         cfg[key] = _int_at_least(cfg, key, MIN_RES, MAX_RES)
 
     f = cfg["minival_fraction"]
-    if not _is_real(f) or not 0.0 <= float(f) <= MAX_MINIVAL_FRACTION:
+    if f is not None and (not _is_real(f) or not 0.0 < float(f) <= MAX_MINIVAL_FRACTION):
         raise DataConfigError(
-            f"data.minival_fraction must be a number in [0, {MAX_MINIVAL_FRACTION}], got {f!r}"
+            f"data.minival_fraction must be a number in (0, {MAX_MINIVAL_FRACTION}], or null for no minival "
+            f"(then reported as missing, never as 0.0); got {f!r}"
         )
-    cfg["minival_fraction"] = float(f)
+    cfg["minival_fraction"] = None if f is None else float(f)
 
     if cfg["train_subset"] is not None:
         cfg["train_subset"] = _int_at_least(cfg, "train_subset", 1)
@@ -120,6 +122,9 @@ def check_data_cfg(data_cfg: Mapping) -> dict[str, Any]:
 
     if cfg["crop_pad"] is not None:
         cfg["crop_pad"] = _int_at_least(cfg, "crop_pad", 0, 16)
+    mu = cfg["max_unreadable_fraction"]
+    if not _is_real(mu) or not 0.0 <= float(mu) < 1.0:
+        raise DataConfigError(f"data.max_unreadable_fraction must be a number in [0, 1), got {mu!r}")
     if not isinstance(cfg["flip"], bool):
         raise DataConfigError(f"data.flip must be true or false, got {cfg['flip']!r}")
 
@@ -170,6 +175,11 @@ def validate_data_cfg(data_cfg: Mapping) -> dict[str, Any]:
         pool = None  # unknown without scanning the tree; build_data checks it
     else:
         pool = cfg["size"]
+    if pool is not None and cfg["minival_fraction"] and not minival_count(pool, cfg["minival_fraction"]):
+        raise DataConfigError(
+            f"data.minival_fraction={cfg['minival_fraction']} of {pool} images is an empty minival; "
+            "use a larger fraction, or null for no minival"
+        )
     if pool is not None and cfg["train_subset"] is not None:
         left = pool - minival_count(pool, cfg["minival_fraction"])
         if cfg["train_subset"] > left:
@@ -178,3 +188,28 @@ def validate_data_cfg(data_cfg: Mapping) -> dict[str, Any]:
                 "left after minival"
             )
     return cfg
+
+
+def train_samples(data_cfg: Mapping) -> int | None:
+    """Training images after minival and train_subset, where known without scanning (None: ImageNet)."""
+    cfg = check_data_cfg(data_cfg)
+    if cfg["name"] == "fashion_mnist":
+        from .fashion_mnist import TRAIN_SIZE as pool
+    elif cfg["name"] == "synthetic":
+        pool = cfg["size"]
+    else:
+        return None
+    from .minival import minival_count
+
+    left = pool - minival_count(pool, cfg["minival_fraction"])
+    return min(left, cfg["train_subset"]) if cfg["train_subset"] is not None else left
+
+
+def check_batch_fits(data_cfg: Mapping, global_batch: int) -> None:
+    """A global batch larger than the training set would train zero steps: an error before launch."""
+    n = train_samples(data_cfg)
+    if n is not None and global_batch > n:
+        raise DataConfigError(
+            f"recipe.batch_size={global_batch} is larger than the {n} training images of data.name="
+            f"{data_cfg.get('name')} (after minival and train_subset); lower the batch or use more data"
+        )

@@ -47,6 +47,26 @@ def check_tree(root: str | None) -> None:
             raise DataNotFoundError(
                 f"data.root={root} has no {split}/ directory (expected {split}/<class>/*.JPEG)"
             )
+    for split in ("train", "val"):
+        _check_sample(os.path.join(root, split))
+
+
+def _check_sample(split_dir: str) -> None:
+    """The first class directory with an image holds a decodable one: an empty tree or one that is
+    not images fails before launch (one listing of one class directory; not a full scan)."""
+    for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
+        if not entry.is_dir():
+            continue
+        images = sorted(f.name for f in os.scandir(entry.path) if f.name.lower().endswith(EXTENSIONS))
+        if not images:
+            continue
+        path = os.path.join(entry.path, images[0])
+        try:
+            decode_rgb(path)
+        except Exception as e:  # noqa: BLE001 - any decoder error: say which file
+            raise DataConfigError(f"data.root: {path} cannot be decoded ({type(e).__name__}: {e})") from None
+        return
+    raise DataNotFoundError(f"data.root: no images ({', '.join(EXTENSIONS)}) under {split_dir}/<class>/")
 
 
 def scan_split(
@@ -123,10 +143,35 @@ class ImageTreeDataset(Dataset):
     """Indexed by ``(epoch, index)``; returns ``(uint8 [3,res,res], label, index)``."""
 
     def __init__(
-        self, split_dir: str, paths: np.ndarray, labels: np.ndarray, transform, *, seed: int, random: bool
+        self,
+        split_dir: str,
+        paths: np.ndarray,
+        labels: np.ndarray,
+        transform,
+        *,
+        seed: int,
+        random: bool,
+        bad_log: str | None = None,
     ):
         self.split_dir, self.paths, self.labels = split_dir, paths, labels
         self.transform, self.seed, self.random = transform, int(seed), random
+        self.bad_log = bad_log
+
+    def _decode(self, index: int) -> tuple[torch.Tensor, int]:
+        """The image at `index`; an unreadable file is listed in `bad_log` and replaced by the next
+        readable one (deterministic: the same substitute every epoch, on every worker and rank)."""
+        if self.bad_log is None:
+            return decode_rgb(os.path.join(self.split_dir, self.paths[index].decode())), index
+        for k in range(min(len(self.paths), 64)):
+            i = (index + k) % len(self.paths)
+            path = os.path.join(self.split_dir, self.paths[i].decode())
+            try:
+                return decode_rgb(path), i
+            except Exception as e:  # noqa: BLE001 - any decoder error: count, list, skip
+                with open(self.bad_log, "a") as f:  # O_APPEND: one whole line per write, across workers
+                    f.write(f"{path}\t{type(e).__name__}: {str(e)[:200]}\n")
+        first = self.paths[index].decode()
+        raise DataConfigError(f"data.root: 64 consecutive unreadable images from {first}")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -135,13 +180,13 @@ class ImageTreeDataset(Dataset):
         epoch, index = key
         # Workers already run single-threaded; with num_workers=0 we are in the main process.
         with single_thread(get_worker_info() is None):
-            img = decode_rgb(os.path.join(self.split_dir, self.paths[index].decode()))
+            img, src = self._decode(index)
             if not self.random:
-                return self.transform(img), int(self.labels[index]), int(index)
+                return self.transform(img), int(self.labels[src]), int(index)
             with torch.random.fork_rng(devices=[]):
                 torch.default_generator.manual_seed(derive_seed(self.seed, "imagenet", epoch, index))
                 img = self.transform(img)
-        return img, int(self.labels[index]), int(index)
+        return img, int(self.labels[src]), int(index)
 
 
 class EpochBatchSampler(Sampler):
@@ -284,3 +329,12 @@ def load_tree(root: str, *, with_val: bool = True) -> dict:
         "val_paths": val_paths,
         "val_labels": val_labels,
     }
+
+
+def unreadable_images(bad_log: str | os.PathLike) -> list[str]:
+    """The distinct files listed as unreadable so far (by any worker)."""
+    try:
+        with open(bad_log) as f:
+            return sorted({line.split("\t", 1)[0] for line in f if line.strip()})
+    except FileNotFoundError:
+        return []

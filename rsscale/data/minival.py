@@ -42,13 +42,15 @@ def hash_ranks(keys: Sequence[str | int]) -> np.ndarray:
     return np.lexsort((np.arange(len(keys)), digests))
 
 
-def minival_count(n: int, fraction: float) -> int:
-    """Number of minival samples, ``round(n * fraction)``, shared by validation and the split."""
-    return int(round(n * float(fraction)))
+def minival_count(n: int, fraction: float | None) -> int:
+    """Number of minival samples, ``round(n * fraction)``, shared by validation and the split
+    (None: no minival)."""
+    return int(round(n * float(fraction))) if fraction else 0
 
 
 def split_indices(keys: Sequence[str | int], fraction: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(train_idx, minival_idx)``: sorted int64 positions into ``keys``, disjoint, covering all."""
+    fraction = fraction or 0.0
     if not 0.0 <= float(fraction) < 1.0:
         raise ValueError(f"minival fraction must be in [0, 1), got {fraction}")
     n = len(keys)

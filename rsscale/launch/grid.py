@@ -13,11 +13,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rsscale.config import CELL_GROUPS, cell_config, cell_hash, cell_id, validate_cell
+from rsscale.config import CELL_GROUPS, SWEEPS_DIR, cell_config, cell_hash, cell_id, validate_cell
 
 _INTERP = re.compile(r"^\$\{([A-Za-z_][\w.]*)\}$")
 GRID_KEYS = {"name", "description", "axes", "cases", "fixed", "exclude", "scale"}
@@ -77,6 +78,8 @@ def grid_spec(cfg: DictConfig) -> dict[str, Any]:
     if grid is None:
         return {"name": "default", "axes": {}, "cases": None, "fixed": {}, "exclude": []}
     spec = OmegaConf.to_container(grid, resolve=True)
+    if not isinstance(spec, dict) or not spec.get("name"):
+        raise GridError("the grid file has no `name:` (a grid is a mapping with name, axes, fixed, ...)")
     unknown = set(spec) - GRID_KEYS
     name = spec.get("name", "?")
     if unknown:
@@ -193,3 +196,42 @@ def _resolve_link(tree: Mapping, src: str, links: Mapping[str, str], depth: int 
     if src in links:
         return _resolve_link(tree, links[src], links, depth + 1)
     return _get(tree, src)
+
+
+def grid_file(argv: list[str]) -> Path | None:
+    """The YAML file that `+grid=NAME` on this command line loads (sweeps/, or a hydra.searchpath)."""
+    names = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("grid=")]
+    if not names:
+        return None
+    roots = [SWEEPS_DIR]
+    for a in argv:
+        if a.startswith("hydra.searchpath="):
+            for item in a.split("=", 1)[1].strip("[]").split(","):
+                item = item.strip().strip("'\"")
+                if item.startswith("file://"):
+                    roots.insert(0, Path(item.removeprefix("file://")) / "grid")
+    for root in roots:
+        path = root / f"{names[-1]}.yaml"
+        if path.exists():
+            return path
+    return None
+
+
+def check_grid_file(path: Path) -> None:
+    """A malformed, blank or name-less grid YAML: one line naming the file, line and column."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        context = getattr(e, "context", None)
+        raise GridError(f"{where}: {problem}" + (f" ({context})" if context else "")) from None
+    if data is None:
+        raise GridError(f"{path}:1:1: the grid file is empty; it needs at least `name:` and `axes:`")
+    if not isinstance(data, Mapping):
+        raise GridError(f"{path}:1:1: a grid is a mapping (name, axes, fixed), got {type(data).__name__}")
+    if not data.get("name"):
+        raise GridError(f"{path}:1:1: the grid has no `name:`; add e.g. `name: {path.stem}`")

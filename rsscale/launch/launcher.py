@@ -18,6 +18,7 @@ import submitit
 
 from rsscale.launch.resources import ResourceClass, local_parallelism
 from rsscale.launch.runner import CellRunner
+from rsscale.launch.supervision import shielded_spawn, stop_job
 
 log = logging.getLogger("rsscale.sweep")
 
@@ -132,6 +133,7 @@ class LocalLauncher:
         """Blocking: keep up to `parallel` cells running until all are done."""
         queue = list(items)
         running: dict[str, submitit.Job] = {}
+        stopped: set[str] = set()
         max_tasks = max((rc.tasks for _, rc in items), default=1)
         parallel, threads = local_parallelism(self.cluster, max_tasks, len(items))
         log.info("local launcher: %d cell(s) at a time, %d thread(s) each", parallel, threads)
@@ -144,12 +146,15 @@ class LocalLauncher:
                     tasks_per_node=rc.tasks,
                     gpus_per_node=rc.gpus_per_node * rc.tasks if rc.gpus_per_node else 0,
                 )
-                job = ex.submit(CellRunner(str(self.sweep_dir), cell_id, self.group, threads))
+                with shielded_spawn():  # the terminal's SIGINT/SIGHUP reach the driver, not the cells
+                    job = ex.submit(CellRunner(str(self.sweep_dir), cell_id, self.group, threads))
                 running[cell_id] = job
                 on_submit(cell_id, f"local-{job.job_id}")
             if should_stop():
-                for job in running.values():
-                    job.cancel(check=False)
+                for cell_id, job in running.items():
+                    if cell_id not in stopped:
+                        stop_job(job)  # the cell checkpoints and stops (`preempted`)
+                        stopped.add(cell_id)
                 queue.clear()
             time.sleep(poll_s)
             for cell_id, job in list(running.items()):

@@ -23,6 +23,10 @@ SCHEMA_VERSION = 1
 TERMINAL = ("completed", "failed", "diverged")
 
 
+class ManifestError(ValueError):
+    """An unreadable manifest.json; the message names the file and how to recover."""
+
+
 class Manifest:
     def __init__(self, sweep_dir: str | os.PathLike, data: dict[str, Any] | None = None):
         self.sweep_dir = Path(sweep_dir)
@@ -45,7 +49,17 @@ class Manifest:
         path = Path(sweep_dir) / MANIFEST_NAME
         if not path.exists():
             raise FileNotFoundError(f"{sweep_dir} is not a sweep directory (no {MANIFEST_NAME})")
-        return cls(sweep_dir, read_json(path))
+        try:
+            data = read_json(path)
+            if not isinstance(data, dict) or not isinstance(data.get("cells"), dict):
+                raise ValueError("not a manifest (no 'cells' object)")
+        except (OSError, ValueError) as e:
+            raise ManifestError(
+                f"{path} is unreadable ({e}). Move it aside (mv {path} {path}.bad) and re-run the same "
+                "sweep command: it rebuilds the manifest, and cells with a completed record are not "
+                "trained again"
+            ) from None
+        return cls(sweep_dir, data)
 
     @classmethod
     def load_or_new(cls, sweep_dir: str | os.PathLike) -> Manifest:
@@ -70,7 +84,11 @@ class Manifest:
                     f"another rsscale.sweep is driving {self.sweep_dir}; wait for it or use "
                     f"`python -m rsscale.status {self.sweep_dir}`"
                 ) from None
-            yield
+            self.holds_lock = True
+            try:
+                yield
+            finally:
+                self.holds_lock = False
 
     # -- cells ----------------------------------------------------------------------------------
     @property

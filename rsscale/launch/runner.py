@@ -7,6 +7,7 @@ Every start, after a signal or a node failure that sent none, resumes from the n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,8 +21,7 @@ from typing import Any
 import submitit
 
 from rsscale.io import read_json
-
-CONFIG_NAME = "config.json"
+from rsscale.launch.cell_files import CONFIG_NAME
 
 
 class CellRunner(submitit.helpers.Checkpointable):
@@ -36,20 +36,29 @@ class CellRunner(submitit.helpers.Checkpointable):
         return Path(self.sweep_dir) / "cells" / self.cell_id
 
     def __call__(self) -> dict[str, Any]:
-        from rsscale.train.loop import train
+        from rsscale.launch import supervision
 
-        cell = read_json(self.cell_dir / CONFIG_NAME)
         # compiled kernels (inductor's FX/AOT caches) are shared by the cells of a sweep, on its file system
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(self.sweep_dir) / "cache" / "inductor"))
+        if supervision.is_local_cell():
+            supervision.install_cell_side()
         rank = _global_rank()
-        if self.threads:
-            import torch
-
-            torch.set_num_threads(int(self.threads))
         if rank == 0:
             self._log_attempt()
-        _setup_logging(self.cell_dir / "train.log")
-        record = train(cell, self.cell_dir, cell_id_=self.cell_id, group=self.group)
+        try:
+            from rsscale.train.loop import train
+
+            cell = read_json(self.cell_dir / CONFIG_NAME)
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(int(self.threads))
+            _setup_logging(self.cell_dir / "train.log")
+            record = train(cell, self.cell_dir, cell_id_=self.cell_id, group=self.group)
+        except BaseException as e:
+            if rank == 0:
+                _record_early_end(self.cell_dir, self.cell_id, e)
+            raise
         final = record.get("final") or {}
         return {"cell_id": self.cell_id, "status": record["status"], "top1": final.get("top1")}
 
@@ -77,6 +86,35 @@ class CellRunner(submitit.helpers.Checkpointable):
             f.write(json.dumps(line) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def _record_early_end(cell_dir: Path, cell_id: str, e: BaseException) -> None:
+    """An error before train() wrote a record still leaves one, so that the status says what happened
+    (and a cell without a record after its process ended can only have been killed)."""
+    from rsscale.train.record import RECORD_NAME, new_record, now, write_record
+
+    if (cell_dir / RECORD_NAME).exists():
+        return
+    stopped = isinstance(e, SystemExit | KeyboardInterrupt) or type(e).__name__ == "PreemptRequested"
+    try:
+        config = read_json(cell_dir / CONFIG_NAME)
+    except (OSError, ValueError):
+        config = {}
+    from rsscale.config import cell_hash
+
+    try:
+        h = cell_hash(config)
+    except (KeyError, TypeError, AttributeError):
+        h = ""
+    rec = new_record(config, cell_id, h)
+    rec.update(
+        status="preempted" if stopped else "failed",
+        error_class="preempted" if stopped else "code_error",
+        error=f"{type(e).__name__}: {e}",
+        finished=None if stopped else now(),
+    )
+    with contextlib.suppress(OSError):
+        write_record(cell_dir, rec)
 
 
 def _global_rank() -> int:

@@ -10,9 +10,9 @@ import socket
 from collections.abc import Iterable
 from typing import Any
 
-from rsscale.launch.manifest import Manifest
+from rsscale.launch.manifest import TERMINAL, Manifest
 
-TERMINAL = ("completed", "failed", "diverged")
+__all__ = ["TERMINAL", "cell_rows", "format_table"]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -65,33 +65,11 @@ def cell_rows(manifest: Manifest, cell_ids: Iterable[str] | None = None) -> list
 
 
 def _row(manifest: Manifest, cid: str, entry: dict, states: dict) -> dict[str, Any]:
-    from rsscale.launch.slurm import classify
-
     rec = manifest.record(cid)
     subs = entry["submissions"]
     last = subs[-1] if subs else None
     job = states.get(last["job_id"]) if last and last["launcher"] == "slurm" else None
-    status, error_class = "new" if not subs else "pending", None
-    if rec is not None:
-        status, error_class = rec["status"], rec.get("error_class")
-    if status in ("running", "preempted", "pending") and last is not None:
-        if job is not None:
-            st = job.state
-            if st in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"):
-                status = "pending" if rec is None else "requeued"
-            elif st in ("RUNNING", "COMPLETING", "CONFIGURING"):
-                status = "running"
-            else:  # the job has ended but the record is not terminal: classify the job's end
-                status, error_class = "failed", classify(st) or error_class or "code_error"
-        elif last["launcher"] == "local":
-            att = _last_attempt(manifest, cid)
-            alive = (
-                att is not None and att.get("host") == socket.gethostname() and _pid_alive(int(att["pid"]))
-            )
-            if rec is not None and not alive and status == "running":
-                status, error_class = "failed", "node_failure"  # the process died without a word
-            elif rec is None and att is not None and not alive:
-                status, error_class = "failed", "code_error"
+    status, error_class = derive_state(manifest, cid, rec, last, job)
     history = (rec or {}).get("history") or []
     epochs = ((rec or {}).get("config") or {}).get("recipe", {}).get("epochs")
     key = (
@@ -111,7 +89,81 @@ def _row(manifest: Manifest, cid: str, entry: dict, states: dict) -> dict[str, A
         "job_id": last["job_id"] if last else None,
         "slurm_state": job.state if job is not None else None,
         "resource_class": entry.get("resource_class"),
+        "config_changed": (entry.get("config_changed") or {}).get("fields"),
     }
+
+
+_QUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED")
+_ACTIVE = ("RUNNING", "COMPLETING", "CONFIGURING")
+
+
+def derive_state(manifest: Manifest, cid: str, rec: dict | None, last: dict | None, job) -> tuple[str, Any]:
+    """(status, error_class) from the evidence, in a fixed order: record, checkpoint, attempts log,
+    scheduler (sacct) or process table. A cell nobody runs any more is never left `pending`/`running`:
+    with a checkpoint it is `interrupted` (the next run resumes it), killed during start-up it is a
+    `node_failure`, submitted but never started it is `interrupted`.
+    """
+    from rsscale.launch.slurm import classify
+
+    if last is None:
+        return ("new", None) if rec is None else (rec["status"], rec.get("error_class"))
+    if rec is not None and rec["status"] not in ("running", "preempted", "pending"):
+        return rec["status"], rec.get("error_class")  # completed, failed, diverged: final
+    cell_dir = manifest.cell_dir(cid)
+    has_ckpt = any((cell_dir / n).exists() for n in ("checkpoint.pt", "checkpoint.prev.pt"))
+    att = _last_attempt(manifest, cid)
+    if job is not None:  # SLURM: the scheduler says whether anyone still runs it
+        if job.state in _QUEUED:
+            return ("pending" if rec is None and att is None else "requeued"), None
+        if job.state in _ACTIVE:
+            return "running", None
+        if rec is None and has_ckpt:
+            return "interrupted", None
+        cls = classify(job.state)
+        if cls is None:
+            cls = (rec or {}).get("error_class") or ("node_failure" if att is not None else "cancelled")
+        elif cls == "code_error":
+            # a Python error always leaves a `failed` record: a job that ended without one was killed
+            cls = "node_failure" if att is not None else "cancelled"
+        return "failed", cls
+    if last["launcher"] == "local":
+        alive = att is not None and att.get("host") == socket.gethostname() and _pid_alive(int(att["pid"]))
+        if alive:
+            return "running", None
+        if rec is not None and rec["status"] == "preempted":
+            return "preempted", "preempted"
+        if rec is None and has_ckpt:
+            return "interrupted", None
+        if rec is not None and rec["status"] == "running":
+            return "failed", "node_failure"  # the process died without a word
+        if rec is None and att is not None and str(att.get("job_id")) == _local_id(last):
+            return "failed", "node_failure"  # killed during start-up (a Python error leaves a record)
+        if _driver_running(manifest):
+            return ("pending" if rec is None else rec["status"]), None
+        return "interrupted", None
+    return ("pending" if rec is None else rec["status"]), (rec or {}).get("error_class")
+
+
+def _local_id(sub: dict) -> str:
+    return str(sub["job_id"]).removeprefix("local-")
+
+
+def _driver_running(manifest: Manifest) -> bool:
+    """Whether a local driver (other than this process) holds the sweep's lock, i.e. supervises it."""
+    import fcntl
+
+    if getattr(manifest, "holds_lock", False):
+        return False  # this process is the driver: cells still `pending` now belong to no one
+    path = manifest.sweep_dir / ".driver.lock"
+    if not path.exists():
+        return False
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -141,4 +193,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     lines.append("")
     lines.append(f"{len(rows)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for r in rows:
+        if r.get("config_changed"):
+            lines.append(f"{r['cell_id']}: config refreshed: {', '.join(r['config_changed'])}")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsscale.config import cell_hash, cell_id, validate_cell
+from rsscale.launch.supervision import cell_stop_signals
 from rsscale.train import distributed as D
 from rsscale.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from rsscale.train.compile_policy import decide_compile
@@ -97,7 +98,9 @@ def evaluate(model: nn.Module, stream, amp_dtype, device) -> dict[str, float]:
         stats += torch.stack([hit[:, 0].sum(), hit.any(dim=1).sum(), torch.tensor(len(y), device=device)])
     D.all_reduce_sum(stats)
     model.train(was_training)
-    n = max(1.0, stats[2].item())
+    n = stats[2].item()
+    if n == 0:  # no minival (data.minival_fraction=null): missing, never 0.0
+        return {"top1": None, "top5": None}
     return {"top1": stats[0].item() / n, "top5": stats[1].item() / n}
 
 
@@ -137,36 +140,45 @@ class _PreemptFlag:
 
     The handler only sets a flag; the loop then writes a consistent checkpoint and hands over to
     the previous handler (submitit's, which requeues the job), or raises PreemptRequested.
+    `stop_signals` (SIGTERM in a local cell) do the same but never requeue: the cell stops.
     """
 
-    def __init__(self, signum: int = signal.SIGUSR2):
+    def __init__(self, signum: int = signal.SIGUSR2, stop_signals: tuple[int, ...] = ()):
         self.signum = signum
+        self.stop_signals = tuple(stop_signals)
         self.requested = False
+        self.received = None
         self.previous = None
+        self.others: dict[int, Any] = {}
         self.frame = None
 
     def __enter__(self):
         try:
             self.previous = signal.signal(self.signum, self._handler)
+            for s in self.stop_signals:
+                self.others[s] = signal.signal(s, self._handler)
         except ValueError:  # not the main thread
             self.previous = None
         return self
 
     def _handler(self, signum, frame):
         self.requested = True
+        self.received = self.received or signum
         self.frame = frame
 
     def __exit__(self, *exc):
         if self.previous is not None:
             with contextlib.suppress(ValueError):
                 signal.signal(self.signum, self.previous)
+                for s, h in self.others.items():
+                    signal.signal(s, h)
         return False
 
     def hand_over(self) -> None:
         prev = self.previous
         self.__exit__()
         self.previous = None
-        if callable(prev):
+        if callable(prev) and self.received in (None, self.signum):
             prev(self.signum, self.frame)  # submitit: checkpoint() + requeue + sys.exit
         raise PreemptRequested("preemption signal received; checkpoint saved")
 
@@ -256,6 +268,7 @@ def train(
         world_size=world,
         channels_last=bool(rt["channels_last"]),
         randaugment_magnitude=data_cfg.get("randaugment_magnitude"),
+        bad_image_log=run_dir / UNREADABLE_NAME if data_cfg.get("name") == "imagenet" else None,
     )
     micro_per_epoch = data.train.steps_per_epoch
     steps_per_epoch = micro_per_epoch // accum
@@ -289,12 +302,17 @@ def train(
     criterion = nn.CrossEntropyLoss(label_smoothing=float(recipe["label_smoothing"]))
 
     # Resume ----------------------------------------------------------------------------------
-    record = load_record(run_dir) or new_record(cfg, cid, h)
+    try:
+        record = load_record(run_dir) or new_record(cfg, cid, h)
+    except (OSError, ValueError) as e:  # the checkpoint (if any) still holds the run's history
+        log.warning("unreadable %s/record.json (%s): a new record, resuming from the checkpoint", run_dir, e)
+        record = new_record(cfg, cid, h)
     if record.get("cell_hash") != h:
         raise ValueError(
             f"{run_dir} holds a run of another config (hash {record.get('cell_hash')} != {h}); "
             "use a fresh run directory"
         )
+    record["config"] = cfg  # unhashed fields (device, paths, threads) follow the sweep's latest launch
     ckpt = load_checkpoint(run_dir, map_location=device)
     step, epoch, micro_in_epoch = 0, 0, 0
     wandb_id = record["provenance"].get("wandb_run_id") or new_run_id()
@@ -308,6 +326,8 @@ def train(
         record["history"] = ckpt.get("history", record["history"])
         set_rng_state(ckpt["rng"])
         log.info("resumed %s at epoch %d step %d", cid, epoch, step)
+    else:
+        record["history"] = []  # a restart from step 0 (no readable checkpoint) repeats every epoch
     if record["status"] == "completed" and ckpt is not None and step >= total_steps:
         return record
     record.update(status="running", error_class=None, error=None, finished=None)
@@ -387,7 +407,7 @@ def train(
         return t.item() / world
 
     try:
-        with _PreemptFlag() as preempt:
+        with _PreemptFlag(stop_signals=cell_stop_signals()) as preempt:
             model.train()
             while epoch < epochs and step < total_steps:
                 # Per-epoch accumulators live in the checkpoint, so a resumed epoch reports the
@@ -494,6 +514,7 @@ def train(
                         e = evaluate(ema.module, data.minival, amp_dtype, device)
                         entry.update(minival_top1_ema=e["top1"], minival_top5_ema=e["top5"])
                 record["history"].append(entry)
+                _check_unreadable(run_dir, data_cfg, data, record)
                 record["cost"]["train_time_s"] = train_time
                 if is_main:
                     write_record(run_dir, record)
@@ -584,6 +605,29 @@ def train(
         raise
     finally:
         progress.close()
+
+
+UNREADABLE_NAME = "unreadable_images.txt"
+
+
+def _check_unreadable(run_dir: Path, data_cfg: Mapping, data, record: dict) -> None:
+    """Unreadable images were skipped (listed in run_dir/unreadable_images.txt); past
+    data.max_unreadable_fraction of the tree they are an error, not a silently smaller dataset."""
+    path = run_dir / UNREADABLE_NAME
+    if not path.exists():
+        return
+    from rsscale.data.imagenet import unreadable_images
+
+    bad = unreadable_images(path)
+    total = max(1, data.train_size + data.minival_size + data.val_size)
+    record["data_issues"] = {"unreadable_images": len(bad), "listed_in": UNREADABLE_NAME, "first": bad[:5]}
+    limit = float(data_cfg.get("max_unreadable_fraction", 0.001))
+    if len(bad) / total > limit:
+        raise ValueError(
+            f"data.max_unreadable_fraction={limit}: {len(bad)} of {total} images are unreadable "
+            f"(listed in {path}); fix or remove them, or raise the limit"
+        )
+    log.warning("%d unreadable image(s) skipped (listed in %s)", len(bad), path)
 
 
 def classify_exception(e: BaseException) -> str:

@@ -112,8 +112,9 @@ def test_augmentation_does_crop_and_flip():
     assert sum(flipped) < 20
 
 
-def test_zero_minival_fraction_gives_empty_minival():
-    b = build(train_subset=640, minival_fraction=0.0)
+def test_null_minival_fraction_gives_empty_minival():
+    # 0 is rejected (issue 10: it used to report minival top-1 0.0); null means "no minival"
+    b = build(train_subset=640, minival_fraction=None)
     assert b.minival_size == 0 and list(b.minival) == [] and len(b.minival) == 0
 
 
