@@ -592,7 +592,7 @@ def train(
             wb.summary({f"final/{k}": v for k, v in final.items() if v is not None})
             wb.summary({f"cost/{k}": v for k, v in record["cost"].items() if isinstance(v, int | float)})
             wb.finish()
-            log.info("%s completed: val top1 %.4f", cid, final["top1"])
+            log.info("%s completed: val top1 %s", cid, _fmt(final["top1"]))
         return record
     except Pruned as e:
         record.update(status="pruned", error=str(e) or None, finished=now())
