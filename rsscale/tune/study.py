@@ -109,16 +109,17 @@ def requeue_stale(study: optuna.Study, grace_s: float, max_requeues: int) -> lis
         if t.state != TrialState.RUNNING or now - last_sign_of_life(t) <= grace_s:
             continue
         storage = study._storage
-        storage.set_trial_user_attr(t._trial_id, "rsscale_end", "worker lost (stale heartbeat)")
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         dead.append(t.number)
         root = t.user_attrs.get(ROOT, t.number)
         chain = sum(1 for u in trials if u.user_attrs.get(ROOT, u.number) == root)
-        if chain <= max_requeues:
+        # attrs before the FAIL (a finished trial is read-only); a re-queue already made is not repeated
+        storage.set_trial_user_attr(t._trial_id, "rsscale_end", "worker lost (stale heartbeat)")
+        if chain <= max_requeues and REQUEUED not in t.system_attrs:
+            storage.set_trial_system_attr(t._trial_id, REQUEUED, True)
             study.enqueue_trial(
                 dict(t.params), user_attrs={ROOT: root, "rsscale_retry_of": t.number}, skip_if_exists=False
             )
-            storage.set_trial_system_attr(t._trial_id, REQUEUED, True)
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     return dead
 
 
