@@ -78,3 +78,47 @@ def test_slurm_array_workers_survive_a_scancel_mid_trial(slurm_cluster, tmp_path
     att = (d / "cells" / f"trial-{victim[0]:04d}" / "attempts.jsonl").read_text().splitlines()
     assert len(att) == 2 and json.loads(att[1])["resume"] is True
     assert json.loads((d / "best.json").read_text())["val_top1"] is not None
+
+
+def test_a_preempted_worker_is_requeued_and_resumes_its_own_trial(slurm_cluster, tmp_path):
+    """USR2 (SLURM's preemption notice): checkpoint, requeue, the same trial resumes (no FAIL, no copy)."""
+    d = tmp_path / f"tune-pre-{uuid.uuid4().hex[:6]}"
+    run = [
+        "cluster=slurm",
+        "cluster.partition=debug",
+        "cluster.min_time_min=60",
+        "tune.n_trials=1",
+        "tune.workers=1",
+        "tune.stale_after_s=300",
+        "recipe.epochs=4",
+        "tune.pruner=none",
+    ]
+    proc = subprocess.Popen(
+        tune_cmd(d, *run), cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        job, t0 = None, time.monotonic()
+        while job is None and time.monotonic() - t0 < 400:
+            assert proc.poll() is None, proc.stdout.read()
+            if (d / "cells" / "trial-0000" / "checkpoint.pt").exists():
+                job = load(d).trials[0].user_attrs["rsscale_worker"]["job_id"]
+            time.sleep(1)
+        assert job is not None, "the trial reached no checkpoint on SLURM in time"
+        subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=60)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            ids = [
+                j for line in (d / "jobs.jsonl").read_text().splitlines() for j in json.loads(line)["jobs"]
+            ]
+            subprocess.run(["scancel", *ids], check=False)
+    assert proc.returncode == 0, out
+    trials = load(d).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE], out
+    starts = [json.loads(x) for x in (d / "workers.jsonl").read_text().splitlines()]
+    assert len(starts) == 2 and starts[1]["resume_trial"] == 0  # the requeued worker knew its trial
+    att = [json.loads(x) for x in (d / "cells" / "trial-0000" / "attempts.jsonl").read_text().splitlines()]
+    assert len(att) == 2 and att[1]["resume"] is True and att[1]["slurm_restart_count"] >= 1
+    rec = json.loads((d / "cells" / "trial-0000" / "record.json").read_text())
+    assert rec["status"] == "completed" and rec["attempts"] == 2 and len(rec["history"]) == 4
