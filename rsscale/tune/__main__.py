@@ -96,7 +96,13 @@ def prepare(cfg: DictConfig, study_dir: Path) -> dict[str, Any]:
         raise
     except ValueError as e:
         raise TuneError(str(e)) from None
-    identity = {"search": search, "base_hash": cell_hash(centre), "storage": tune["storage"]}
+    # what a study is: changing any of these needs a new study directory (the budget may change)
+    identity = {
+        "search": search,
+        "base_hash": cell_hash(centre),
+        "storage": tune["storage"],
+        **{k: tune[k] for k in ("sampler", "pruner", "seed", "n_startup_trials", "n_warmup_epochs")},
+    }
     meta = {
         "study_name": tune["study_name"] or study_dir.name,
         "identity": hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[
@@ -113,7 +119,8 @@ def prepare(cfg: DictConfig, study_dir: Path) -> dict[str, Any]:
         old = read_json(path)
         if old["identity"] != meta["identity"]:
             raise TuneError(
-                f"{study_dir} holds study {old['study_name']!r} of another search space or base config; "
+                f"{study_dir} holds study {old['study_name']!r} of another search space, base config, "
+                "sampler or pruner; "
                 "use another hydra.sweep.dir (or the same command as before to resume it)"
             )
         meta["study_name"] = old["study_name"]

@@ -108,3 +108,11 @@ def test_shipped_search_spaces_parse_and_validate(tmp_path):
         cfg = compose([f"+search={name}", "data=synthetic"], config_name="tune")
         meta = tune_main.prepare(cfg, tmp_path / name)
         assert meta["search"]["name"] == name and meta["study_name"] == name
+
+
+def test_a_study_directory_refuses_another_sampler_but_takes_a_new_budget(tmp_path):
+    d = tmp_path / "study"
+    tune_main.prepare(_cfg(None), d)
+    assert tune_main.prepare(_cfg(None, "tune.n_trials=30", "tune.workers=4"), d)["tune"]["n_trials"] == 30
+    with pytest.raises(ValueError, match="another search space, base config, sampler or pruner"):
+        tune_main.prepare(_cfg(None, "tune.sampler=random"), d)

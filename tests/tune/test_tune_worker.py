@@ -50,6 +50,9 @@ def test_trials_never_read_val_pruned_trials_keep_records_and_only_the_best_sees
     assert splits and set(splits) == {"train"}, splits  # no trial built the val split
 
     study, meta = load_study(d)
+    pinned = study.user_attrs["rsscale"]  # recorded with the study itself
+    assert pinned["sampler"]["name"] == "tpe" and pinned["pruner"]["name"] == "median"
+    assert pinned["optuna"] == optuna.__version__ and pinned["versions"]["torch"] and "git_commit" in pinned
     states = [t.state for t in study.trials]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
     pruned = json.loads((d / "cells" / "trial-0001" / "record.json").read_text())
