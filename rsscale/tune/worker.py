@@ -78,6 +78,7 @@ class _Heartbeat:
                 return
 
     def __enter__(self):
+        self.beat()  # at once: a resumed trial may have been silent for a requeue's wait
         self.thread.start()
         return self
 
