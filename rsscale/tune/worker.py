@@ -78,7 +78,10 @@ class _Heartbeat:
                 return
 
     def __enter__(self):
-        self.beat()  # at once: a resumed trial may have been silent for a requeue's wait
+        try:
+            self.beat()  # at once: a resumed trial may have been silent for a requeue's wait
+        except Exception as e:  # noqa: BLE001 - declared dead meanwhile: its tell will say so
+            log.warning("heartbeat of trial id %d: %s", self.trial_id, e)
         self.thread.start()
         return self
 
