@@ -29,6 +29,7 @@ NON_RESULT_FIELDS = {
     "runtime": {
         "device",
         "compile",
+        "compile_payback",
         "threads",
         "eval_batch_size",
         "checkpoint_every_epochs",
@@ -163,6 +164,7 @@ def validate_runtime(runtime: Mapping[str, Any], batch_size: int, grad_accum: in
         raise ValueError(f"runtime.device={runtime.get('device')!r}: allowed {', '.join(DEVICES)}")
     if runtime.get("compile") not in ("auto", True, False):
         raise ValueError(f"runtime.compile={runtime.get('compile')!r}: allowed auto, true, false")
+    _num("runtime", "compile_payback", runtime.get("compile_payback", 10.0), lo=0, lo_open=True)
     _num("runtime", "seed", runtime.get("seed"), lo=0, integer=True)
     _num("runtime", "tasks", runtime.get("tasks"), lo=1, integer=True)
     _num("runtime", "max_steps", runtime.get("max_steps"), lo=1, integer=True, allow_none=True)

@@ -7,12 +7,12 @@ submitit (local or SLURM arrays), waits (unless detached), prints a summary and 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +24,14 @@ from rsscale.config import CONF_DIR
 from rsscale.io import atomic_write_json
 from rsscale.launch.grid import Cell, GridError, expand
 from rsscale.launch.manifest import Manifest
+from rsscale.launch.multirun import dir_suffix
 from rsscale.launch.resources import ResourceError, resource_class
 from rsscale.launch.runner import CONFIG_NAME
 from rsscale.launch.status import TERMINAL, cell_rows, format_table
 
 log = logging.getLogger("rsscale.sweep")
-# Overrides that do not change which cells run or their results: not part of the sweep dir name.
-_DIR_NEUTRAL = ("hydra.", "sweep.", "sweep_root", "cluster", "logger", "+grid", "grid=", "runtime.progress")
-
-
-def _dir_suffix() -> str:
-    """'-<hash>' of the result-changing command-line overrides ('' when there are none)."""
-    args = [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
-    keep = sorted(a.lstrip("+~") for a in args if not a.lstrip("~").startswith(_DIR_NEUTRAL))
-    keep = [a for a in keep if not a.startswith(_DIR_NEUTRAL)]
-    return "-" + hashlib.sha256("\n".join(keep).encode()).hexdigest()[:8] if keep else ""
-
-
-OmegaConf.register_new_resolver("rsscale_dir_suffix", _dir_suffix, replace=True)
+# The sweep-dir name: a hash of Hydra's own override record (conf/config.yaml: hydra.sweep.dir).
+OmegaConf.register_new_resolver("rsscale_dir_suffix", dir_suffix, replace=True)
 
 
 class SweepError(RuntimeError):
@@ -96,10 +86,11 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
     return todo, counts
 
 
-def run_sweep(cfg: DictConfig) -> int:
+def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] | None = None) -> int:
+    """Plan, launch, wait and collect; `expanded` gives the cells of a `-m` sweep (else the grid's)."""
     sweep_dir = Path(HydraConfig.get().sweep.dir).resolve()
     try:
-        spec, cells = expand(cfg)
+        spec, cells = expanded() if expanded else expand(cfg)
     except (GridError, ValueError) as e:
         raise SweepError(str(e)) from None
     manifest = Manifest.load_or_new(sweep_dir)
@@ -263,14 +254,23 @@ def _analyze(sweep_dir: Path) -> None:
         print(f"rsscale: analysis failed: {type(e).__name__}: {e}")
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _run_and_exit(cfg: DictConfig, expanded=None) -> None:
     try:
-        code = run_sweep(cfg)
+        code = run_sweep(cfg, expanded)
     except (SweepError, RuntimeError, ValueError, FileNotFoundError) as e:
         print(f"rsscale.sweep: error: {e}", file=sys.stderr)
         code = 2
     sys.exit(code)
+
+
+def multirun_task(expanded: Callable[[], tuple[dict, list[Cell]]]) -> Callable[[DictConfig], None]:
+    """The one job of a `-m` sweep (hydra_plugins/rsscale_sweeper): the driver on all its cells."""
+    return lambda cfg: _run_and_exit(cfg, expanded)
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    _run_and_exit(cfg)
 
 
 if __name__ == "__main__":

@@ -99,13 +99,20 @@ def grid_spec(cfg: DictConfig) -> dict[str, Any]:
     return spec
 
 
-def expand(cfg: DictConfig, *, validate: bool = True) -> tuple[dict[str, Any], list[Cell]]:
+def expand(
+    cfg: DictConfig, *, axes: Mapping[str, list] | None = None, validate: bool = True
+) -> tuple[dict[str, Any], list[Cell]]:
     """All cells of the grid in `cfg`, resolved, deduplicated by hash and validated.
 
-    Fast enough for 10,000-cell grids: the base config is resolved once and each cell is a plain
-    dict copy with its overrides and the base's interpolations re-applied.
+    `axes` adds axes to the grid's own (a `-m` sweep; same key: these values win). Fast enough for
+    10,000-cell grids: the base config is resolved once and each cell is a plain dict copy with its
+    overrides and the base's interpolations re-applied.
     """
     spec = grid_spec(cfg)
+    spec["axes"] = dict(spec["axes"] or {})
+    for key, values in (axes or {}).items():
+        spec["axes"].pop(key, None)  # a swept key keeps its command-line position in the product
+        spec["axes"][key] = list(values)
     name = spec["name"]
     base_cfg = OmegaConf.masked_copy(cfg, list(CELL_GROUPS))
     links = _links(base_cfg)
@@ -141,6 +148,7 @@ def expand(cfg: DictConfig, *, validate: bool = True) -> tuple[dict[str, Any], l
     axes = list(spec["axes"].items())
     keys = [k for k, _ in axes]
     cells: dict[str, Cell] = {}
+    same_cell: list[tuple[dict, str]] = []
     validated: set[str] = set()
     for case in cases:
         for combo in itertools.product(*[v for _, v in axes]):
@@ -156,10 +164,12 @@ def expand(cfg: DictConfig, *, validate: bool = True) -> tuple[dict[str, Any], l
             if any(all(merged.get(k) == v for k, v in pat.items()) for pat in spec["exclude"]):
                 continue
             for dst, src in links.items():
-                _set(tree, dst, _resolve_link(tree, src, links))
+                if dst not in point and dst not in spec["fixed"] and dst not in (case.get("overrides") or {}):
+                    _set(tree, dst, _resolve_link(tree, src, links))  # a value set explicitly stays
             cell = cell_config(tree)
             h = cell_hash(cell)
-            if h in cells:
+            if h in cells:  # the same cell twice: run once; the caller can see which (spec["merged"])
+                same_cell.append((point, cells[h].cell_id))
                 continue
             if validate:
                 data_key = json.dumps(cell["data"], sort_keys=True)
@@ -173,6 +183,7 @@ def expand(cfg: DictConfig, *, validate: bool = True) -> tuple[dict[str, Any], l
             cells[h] = Cell(cell_id(cell, h), h, cell, axes=point, case=case.get("name"))
     if not cells:
         raise GridError(f"grid {name}: the exclusions leave no cell to run")
+    spec["merged"] = same_cell
     return spec, list(cells.values())
 
 

@@ -39,6 +39,8 @@ class CellRunner(submitit.helpers.Checkpointable):
         from rsscale.train.loop import train
 
         cell = read_json(self.cell_dir / CONFIG_NAME)
+        # compiled kernels (inductor's FX/AOT caches) are shared by the cells of a sweep, on its file system
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(self.sweep_dir) / "cache" / "inductor"))
         rank = _global_rank()
         if self.threads:
             import torch

@@ -25,9 +25,11 @@ from torch import nn
 from rsscale.config import cell_hash, cell_id, validate_cell
 from rsscale.train import distributed as D
 from rsscale.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from rsscale.train.compile_policy import decide_compile
 from rsscale.train.ema import ModelEma
 from rsscale.train.recipe import build_optimizer, lr_at, peak_lr, set_lr
 from rsscale.train.record import load_record, new_record, now, provenance, write_record
+from rsscale.train.step import TrainStep, time_call
 from rsscale.train.wandb_log import WandbRun, new_run_id
 
 log = logging.getLogger("rsscale.train")
@@ -116,40 +118,20 @@ def measure_latency(cfg: Mapping, in_chans: int, num_classes: int, device, amp_d
     res = int(cfg["data"]["train_res"])
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         m = build_model(cfg["model"], num_classes=num_classes, in_chans=in_chans).to(device)
-        if rt["channels_last"]:
-            m = m.to(memory_format=torch.channels_last)
+        fmt = torch.channels_last if rt["channels_last"] else torch.contiguous_format
+        m = m.to(memory_format=fmt)
         opt = torch.optim.SGD(m.parameters(), lr=1e-6, momentum=0.9)
-        x = torch.randn(batch, in_chans, res, res, device=device)
-        if rt["channels_last"]:
-            x = x.contiguous(memory_format=torch.channels_last)
+        step = TrainStep(m, opt, F.cross_entropy, device, amp_dtype)
+        x = torch.randn(batch, in_chans, res, res, device=device).contiguous(memory_format=fmt)
         y = torch.randint(0, num_classes, (batch,), device=device)
-
-        def sync():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-
-        def train_step():
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = F.cross_entropy(m(x), y)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        @torch.no_grad()
-        def infer_step():
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                m(x)
-
         out = {}
-        for name, fn, mode in (("train_step_s", train_step, True), ("infer_s", infer_step, False)):
+        for name, fn, mode in (
+            ("train_step_s", lambda: step(x, y), True),
+            ("infer_s", lambda: step.infer(x), False),
+        ):
             m.train(mode)
             fn()  # warm-up
-            sync()
-            t0 = time.perf_counter()
-            for _ in range(iters):
-                fn()
-            sync()
-            out[name] = (time.perf_counter() - t0) / iters
+            out[name] = time_call(lambda fn=fn: [fn() for _ in range(iters)], device) / iters
     out["latency_batch"] = batch
     return out
 
@@ -358,7 +340,9 @@ def train(
         record["provenance"]["wandb_error"] = wb.error
 
     fwd_model = model
-    compile_on = rt["compile"] is True or (rt["compile"] == "auto" and device.type == "cuda")
+    train_flops = 3.0 * cost["flops_per_image"] * data.train_size * epochs
+    compile_on, compile_why = decide_compile(rt, device, train_flops)
+    record["provenance"]["compile"] = {"on": compile_on, "reason": compile_why}
     if compile_on:
         fwd_model = torch.compile(model)
     train_model = fwd_model
@@ -367,6 +351,7 @@ def train(
 
         ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
         train_model = torch.compile(ddp) if compile_on else ddp
+    train_step = TrainStep(train_model, optimizer, criterion, device, amp_dtype, scale=float(accum))
 
     # Checkpoint closure ------------------------------------------------------------------------
     last_ckpt_time = time.monotonic()
@@ -443,17 +428,14 @@ def train(
                         )
                     no_sync = world > 1 and (micro + 1) % accum and hasattr(train_model, "no_sync")
                     with train_model.no_sync() if no_sync else contextlib.nullcontext():
-                        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                            loss = criterion(train_model(x), y)
-                        (loss / accum).backward()
-                    loss_acc += loss.detach().double()
+                        loss = train_step.forward_backward(x, y)
+                    loss_acc += loss.double()
                     loss_n += 1
                     epoch_images += len(y) * world
                     micro += 1
                     if micro % accum:
                         continue
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    train_step.optimizer_step()
                     if ema is not None:
                         ema.update(model)
                     step += 1
