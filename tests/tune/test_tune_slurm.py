@@ -24,7 +24,7 @@ RUN = [
     "tune.workers=2",
     "tune.heartbeat_s=1",
     "tune.stale_after_s=6",
-    "recipe.epochs=3",
+    "recipe.epochs=6",  # scancel is SIGTERM, then SIGKILL after KillWait (5 s): the trial must outlast it
     "tune.pruner=none",
 ]
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -51,7 +51,8 @@ def test_slurm_array_workers_survive_a_scancel_mid_trial(slurm_cluster, tmp_path
                         and job
                         and cid
                         and (d / "cells" / cid / "checkpoint.pt").exists()
-                    ):
+                        and len(json.loads((d / "cells" / cid / "record.json").read_text())["history"]) < 2
+                    ):  # at least two epochs left: the kill lands in this trial
                         victim = (t.number, job)
                         break
             time.sleep(1)
@@ -68,8 +69,14 @@ def test_slurm_array_workers_survive_a_scancel_mid_trial(slurm_cluster, tmp_path
             subprocess.run(["scancel", *ids], check=False)
     assert proc.returncode == 0, out
     trials = load(d).trials
-    dead = trials[victim[0]]
-    assert dead.state == TrialState.FAIL and REQUEUED in dead.system_attrs, out
+    dead = [
+        t
+        for t in trials
+        if t.state == TrialState.FAIL
+        and (t.user_attrs.get("rsscale_worker") or {}).get("job_id") == victim[1]
+    ]
+    assert [t.number for t in dead] == [victim[0]], out
+    assert REQUEUED in dead[0].system_attrs
     copy = [t for t in trials if t.user_attrs.get(ROOT) == victim[0]]
     assert len(copy) == 1 and copy[0].state in FINISHED
     assert copy[0].user_attrs["rsscale_worker"]["job_id"] != victim[1]  # the surviving worker took it over
