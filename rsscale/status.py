@@ -16,6 +16,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("sweep_dir")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
     args = p.parse_args(argv)
+    from rsscale.tune.status import is_study_dir
+
+    if is_study_dir(args.sweep_dir):  # a tuning study: one row per trial
+        from rsscale.tune.status import format_trials, trial_rows
+
+        head, rows = trial_rows(args.sweep_dir)
+        print(
+            json.dumps({**head, "trials": rows}, indent=1, default=str)
+            if args.json
+            else format_trials(head, rows)
+        )
+        return 0
     try:
         manifest = Manifest.load(args.sweep_dir)
     except (FileNotFoundError, ValueError) as e:

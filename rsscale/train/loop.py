@@ -44,6 +44,10 @@ class PreemptRequested(Exception):
     """Raised at a step boundary after the preemption signal, once the checkpoint is on disk."""
 
 
+class Pruned(Exception):
+    """Raised by `on_epoch_end` (a tuner's pruner): the run ends as `pruned`, recorded, not a crash."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Small helpers
 
@@ -219,12 +223,17 @@ def train(
     cell_id_: str | None = None,
     group: str | None = None,
     on_step: Callable[[int], None] | None = None,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    minival_only: bool = False,
 ) -> dict[str, Any]:
     """Train one cell to completion (or divergence) in `run_dir`; return the final run record.
 
     Resumes from run_dir/checkpoint.pt if present. Status `diverged` is returned, not raised.
     Exceptions propagate after the record is marked `failed` (the runner classifies them).
     `on_step(global_step)` is a test hook called after every optimiser step.
+    `on_epoch_end(epoch, history_entry)` runs after each epoch's record and checkpoint are written;
+    raising `Pruned` there ends the run as status `pruned` (the tuner's pruning). `minival_only`
+    never loads the val set (tuning trials must not see it): `final` then holds minival metrics only.
     """
     validate_cell(cell)
     cfg = copy.deepcopy(dict(cell))
@@ -269,6 +278,7 @@ def train(
         channels_last=bool(rt["channels_last"]),
         randaugment_magnitude=data_cfg.get("randaugment_magnitude"),
         bad_image_log=run_dir / UNREADABLE_NAME if data_cfg.get("name") == "imagenet" else None,
+        for_minival_only=minival_only,
     )
     micro_per_epoch = data.train.steps_per_epoch
     steps_per_epoch = micro_per_epoch // accum
@@ -531,6 +541,8 @@ def train(
                     )
                 if epoch % int(rt.get("checkpoint_every_epochs") or 1) == 0 or epoch == epochs:
                     checkpoint_now(None)
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, entry)
                 if step >= total_steps:
                     break
             # A signal that came after the last step's check (during the final epoch's evaluation
@@ -546,14 +558,21 @@ def train(
         progress.close()
 
         # Final metrics ---------------------------------------------------------------------------
-        final: dict[str, Any] = {}
-        raw = evaluate(fwd_model, data.val, amp_dtype, device)
-        final.update(val_top1=raw["top1"], val_top5=raw["top5"], val_top1_ema=None, val_top5_ema=None)
+        final: dict[str, Any] = {
+            "val_top1": None,
+            "val_top5": None,
+            "val_top1_ema": None,
+            "val_top5_ema": None,
+        }
+        if data.val is not None:
+            raw = evaluate(fwd_model, data.val, amp_dtype, device)
+            final.update(val_top1=raw["top1"], val_top5=raw["top5"])
         mv = evaluate(fwd_model, data.minival, amp_dtype, device)
         final.update(minival_top1=mv["top1"], minival_top5=mv["top5"])
         if ema is not None:
-            e = evaluate(ema.module, data.val, amp_dtype, device)
-            final.update(val_top1_ema=e["top1"], val_top5_ema=e["top5"])
+            if data.val is not None:
+                e = evaluate(ema.module, data.val, amp_dtype, device)
+                final.update(val_top1_ema=e["top1"], val_top5_ema=e["top5"])
             emv = evaluate(ema.module, data.minival, amp_dtype, device)
             final.update(minival_top1_ema=emv["top1"], minival_top5_ema=emv["top5"])
         use_ema = ema is not None
@@ -576,7 +595,14 @@ def train(
             wb.summary({f"final/{k}": v for k, v in final.items() if v is not None})
             wb.summary({f"cost/{k}": v for k, v in record["cost"].items() if isinstance(v, int | float)})
             wb.finish()
-            log.info("%s completed: val top1 %.4f", cid, final["top1"])
+            log.info("%s completed: val top1 %s", cid, _fmt(final["top1"]))
+        return record
+    except Pruned as e:
+        record.update(status="pruned", error=str(e) or None, finished=now())
+        if is_main:
+            write_record(run_dir, record)
+        wb.finish()
+        log.info("%s pruned after epoch %d", cid, epoch)
         return record
     except Diverged as e:
         record.update(status="diverged", error_class="diverged", error=str(e), finished=now())

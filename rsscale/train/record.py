@@ -18,7 +18,7 @@ from typing import Any
 from rsscale.io import atomic_write_json, read_json
 
 SCHEMA_VERSION = 1
-STATUSES = ("running", "completed", "failed", "diverged", "preempted")
+STATUSES = ("running", "completed", "failed", "diverged", "preempted", "pruned")
 ERROR_CLASSES = ("oom", "diverged", "timeout", "node_failure", "code_error", "preempted", "cancelled")
 RECORD_NAME = "record.json"
 

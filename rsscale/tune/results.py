@@ -1,0 +1,178 @@
+"""A study's results: val for the best trial only, best.json, the report and the recipe preset.
+
+Trials never see the val set; once the budget is spent, the best trial's final checkpoint is
+evaluated on val here and reported beside its minival figure. The best recipe parameters are
+exported as STUDY_DIR/recipe/tuned.yaml, a complete recipe preset that any sweep picks with
+`hydra.searchpath=[file://STUDY_DIR] recipe=tuned`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from rsscale.io import atomic_write_bytes, atomic_write_json, read_json
+from rsscale.launch.runner import CONFIG_NAME
+from rsscale.train.record import load_record, provenance, write_record
+from rsscale.tune.study import describe, metric_key
+
+log = logging.getLogger("rsscale.tune")
+BEST_NAME = "best.json"
+
+
+def evaluate_val(cell_dir: Path) -> dict[str, float | None]:
+    """Val top-1/top-5 of a finished trial's checkpoint (raw and EMA weights), written to its record."""
+    import torch
+
+    from rsscale.data import build_data
+    from rsscale.models import build_model
+    from rsscale.train.checkpoint import load_checkpoint
+    from rsscale.train.loop import autocast_dtype, evaluate, pick_device
+
+    record = load_record(cell_dir)
+    final = record.get("final") or {}
+    if final.get("val_top1") is not None:
+        return final
+    cell = read_json(cell_dir / CONFIG_NAME)
+    rt = cell["runtime"]
+    device = pick_device(rt["device"])
+    amp = autocast_dtype(rt["precision"], device)
+    data = build_data(
+        cell["data"],
+        batch_size=int(cell["recipe"]["batch_size"]),
+        eval_batch_size=int(rt["eval_batch_size"]),
+        device=device,
+        seed=int(rt["seed"]),
+        channels_last=bool(rt["channels_last"]),
+    )
+    ckpt = load_checkpoint(cell_dir, map_location=device)
+    model = build_model(cell["model"], num_classes=data.num_classes, in_chans=data.in_chans).to(device)
+    if rt["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    model.load_state_dict(ckpt["model"])
+    raw = evaluate(model, data.val, amp, device)
+    final.update(val_top1=raw["top1"], val_top5=raw["top5"])
+    if ckpt.get("ema") is not None:
+        model.load_state_dict(ckpt["ema"]["module"])
+        e = evaluate(model, data.val, amp, device)
+        final.update(val_top1_ema=e["top1"], val_top5_ema=e["top5"])
+    use_ema = ckpt.get("ema") is not None
+    final["top1"] = final["val_top1_ema"] if use_ema else final["val_top1"]
+    final["top5"] = final["val_top5_ema"] if use_ema else final["val_top5"]
+    record["final"] = final
+    write_record(cell_dir, record)
+    return final
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name.lower()] = out.get(t.state.name.lower(), 0) + 1
+    return out
+
+
+def finalize(study: optuna.Study, meta: dict[str, Any], study_dir: Path) -> dict[str, Any] | None:
+    """best.json, val of the best trial, the report and the recipe preset (None: no trial completed)."""
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not done:
+        return None
+    best = study.best_trial
+    cid = best.user_attrs["cell_id"]
+    cell_dir = study_dir / "cells" / cid
+    cell = read_json(cell_dir / CONFIG_NAME)
+    final = evaluate_val(cell_dir)
+    recipe_path, overrides = export_recipe(study_dir, cell, best.params)
+    prov = provenance()
+    out = {
+        "study_name": study.study_name,
+        "trial": best.number,
+        "cell_id": cid,
+        "params": best.params,
+        "objective": metric_key(cell),
+        "minival_top1": best.value,
+        "val_top1": final.get("top1"),
+        "val_top1_raw": final.get("val_top1"),
+        "val_top1_ema": final.get("val_top1_ema"),
+        **describe(meta["tune"]),
+        "n_trials": meta["tune"]["n_trials"],
+        "trials": counts(study),
+        "search": meta["search"],
+        "recipe_preset": str(recipe_path),
+        "use_with": f"hydra.searchpath=[file://{study_dir}] recipe=tuned"
+        + "".join(f" {o}" for o in overrides),
+        "versions": prov.get("versions"),
+        "git_commit": prov.get("git_commit"),
+    }
+    atomic_write_json(study_dir / BEST_NAME, out)
+    try:
+        write_report(study, study_dir / "report")
+    except Exception as e:  # noqa: BLE001 - a failed plot never loses the study's results
+        log.warning("tuning report failed: %s: %s", type(e).__name__, e)
+    return out
+
+
+def export_recipe(study_dir: Path, cell: dict[str, Any], params: dict[str, Any]) -> tuple[Path, list[str]]:
+    """STUDY_DIR/recipe/tuned.yaml: the best trial's full recipe; non-recipe parameters as overrides."""
+    recipe = dict(cell["recipe"])
+    recipe["name"] = "tuned"
+    text = (
+        f"# Exported by rsscale.tune from study {study_dir.name} (best trial on minival).\n"
+        f"# Use: python -m rsscale.sweep +grid=NAME hydra.searchpath=[file://{study_dir}] recipe=tuned\n"
+        + yaml.safe_dump(recipe, sort_keys=False)
+    )
+    path = study_dir / "recipe" / "tuned.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, text.encode())
+    overrides = [f"{k}={_fmt_override(v)}" for k, v in params.items() if not k.startswith("recipe.")]
+    return path, overrides
+
+
+def _fmt_override(v: Any) -> str:
+    return "null" if v is None else str(v)
+
+
+def write_report(study: optuna.Study, out: Path) -> None:
+    """Optimisation history, parameter importances and the pruning picture, as PNG and SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {"history": ovm.plot_optimization_history, "pruning": ovm.plot_intermediate_values}
+    n_done = sum(1 for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE)
+    if n_done >= 2 and len(study.best_trial.params) >= 1:
+        figures["importances"] = ovm.plot_param_importances
+    lines = [f"# Study {study.study_name}", ""]
+    for name, fn in figures.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ax = fn(study)
+            except (ValueError, RuntimeError) as e:
+                lines.append(f"- {name}: not drawn ({e})")
+                continue
+        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        fig.set_size_inches(8, 5)
+        fig.tight_layout()
+        for ext in ("png", "svg"):
+            fig.savefig(out / f"{name}.{ext}", dpi=120)
+        plt.close(fig)
+        lines.append(f"- {name}: {name}.png, {name}.svg")
+    if "importances" in figures:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                imp = optuna.importance.get_param_importances(study)
+                lines += ["", "Parameter importances (fANOVA):", ""]
+                lines += [f"- {k}: {v:.3f}" for k, v in imp.items()]
+            except (ValueError, RuntimeError) as e:
+                lines.append(f"importances unavailable: {e}")
+    (out / "report.md").write_text("\n".join(lines) + "\n")

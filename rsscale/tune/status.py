@@ -1,0 +1,112 @@
+"""`python -m rsscale.status STUDY_DIR`: one row per trial, like the cells of a sweep.
+
+State comes from the study (a RUNNING trial whose heartbeat is older than `tune.stale_after_s`
+shows as `stale`: its worker is gone and the next worker re-queues it), epochs, minival and
+attempts from the trial's run record and attempts.jsonl.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import TrialState
+
+from rsscale.train.record import load_record
+from rsscale.tune.study import REQUEUED, ROOT, budget_used, last_sign_of_life
+
+STUDY_META = "study.json"
+
+
+def is_study_dir(path: str | Path) -> bool:
+    return (Path(path) / STUDY_META).exists()
+
+
+def trial_rows(study_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from rsscale.tune.worker import load_study
+
+    study_dir = Path(study_dir)
+    study, meta = load_study(study_dir)
+    trials = study.get_trials(deepcopy=False)
+    grace = float(meta["tune"]["stale_after_s"])
+    rows = []
+    for t in trials:
+        state = t.state.name.lower()
+        if t.state == TrialState.RUNNING and time.time() - last_sign_of_life(t) > grace:
+            state = "stale"
+        if t.state == TrialState.FAIL and REQUEUED in t.system_attrs:
+            state = "requeued"
+        cid = t.user_attrs.get("cell_id")
+        rec = load_record(study_dir / "cells" / cid) if cid else None
+        history = (rec or {}).get("history") or []
+        epochs = ((rec or {}).get("config") or {}).get("recipe", {}).get("epochs")
+        minival = t.value if t.value is not None else (max(t.intermediate_values.values(), default=None))
+        att = study_dir / "cells" / cid / "attempts.jsonl" if cid else None
+        rows.append(
+            {
+                "trial": t.number,
+                "state": state,
+                "cell_id": cid,
+                "root": t.user_attrs.get(ROOT, t.number),
+                "epochs": f"{len(history)}/{epochs}" if epochs else "-",
+                "minival_top1": minival,
+                "pruned": t.state == TrialState.PRUNED,
+                "attempts": sum(1 for line in att.read_text().splitlines() if line.strip())
+                if att is not None and att.exists()
+                else 0,
+                "params": t.params,
+            }
+        )
+    best = None
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        best = {"trial": study.best_trial.number, "minival_top1": study.best_value}
+    head = {
+        "study_name": study.study_name,
+        "n_trials": int(meta["tune"]["n_trials"]),
+        "used": budget_used(trials),
+        "best": best,
+    }
+    return head, rows
+
+
+def format_trials(head: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    cols = [
+        ("trial", "trial"),
+        ("state", "state"),
+        ("cell_id", "cell"),
+        ("epochs", "epochs"),
+        ("minival_top1", "minival"),
+        ("pruned", "pruned"),
+        ("attempts", "attempts"),
+        ("params", "params"),
+    ]
+
+    def fmt(v):
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, dict):
+            return " ".join(
+                f"{k.split('.')[-1]}={x:.4g}" if isinstance(x, float) else f"{k.split('.')[-1]}={x}"
+                for k, x in v.items()
+            )
+        return str(v)
+
+    table = [[h for _, h in cols]] + [[fmt(r.get(k)) for k, _ in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    lines.append("")
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    lines.append(
+        f"study {head['study_name']}: {head['used']}/{head['n_trials']} trials of the budget; {summary}"
+    )
+    if head["best"]:
+        lines.append(f"best: trial {head['best']['trial']} minival top1 {head['best']['minival_top1']:.4f}")
+    return "\n".join(lines)
