@@ -157,6 +157,7 @@ def test_rs_paper_regularization_matches_table8(depth, res):
                 f"model.depth={depth}",
                 f"data.train_res={res}",
                 "data=synthetic",
+                "data.size=8192",  # more than one batch of 4096 after minival
             ]
         )
     )
