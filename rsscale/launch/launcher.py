@@ -16,7 +16,7 @@ from typing import Any
 
 import submitit
 
-from rsscale.launch.resources import ResourceClass, local_parallelism
+from rsscale.launch.resources import ResourceClass, cell_dir_cost, local_parallelism, longest_first
 from rsscale.launch.runner import CellRunner
 
 log = logging.getLogger("rsscale.sweep")
@@ -129,8 +129,8 @@ class LocalLauncher:
         poll_s: float = 0.5,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
-        """Blocking: keep up to `parallel` cells running until all are done."""
-        queue = list(items)
+        """Blocking: keep up to `parallel` cells running until all are done, longest first."""
+        queue = longest_first(items, cell_dir_cost(self.sweep_dir))
         running: dict[str, submitit.Job] = {}
         max_tasks = max((rc.tasks for _, rc in items), default=1)
         parallel, threads = local_parallelism(self.cluster, max_tasks, len(items))
