@@ -16,6 +16,7 @@ from typing import Any
 
 import submitit
 
+from rsscale.launch.cores import CoreSharer
 from rsscale.launch.resources import ResourceClass, cell_dir_cost, local_parallelism, longest_first
 from rsscale.launch.runner import CellRunner
 
@@ -135,6 +136,7 @@ class LocalLauncher:
         max_tasks = max((rc.tasks for _, rc in items), default=1)
         parallel, threads = local_parallelism(self.cluster, max_tasks, len(items))
         log.info("local launcher: %d cell(s) at a time, %d thread(s) each", parallel, threads)
+        sharer = CoreSharer(self.sweep_dir, self.cluster, threads, max_tasks)
         while queue or running:
             while queue and len(running) < parallel and not should_stop():
                 cell_id, rc = queue.pop(0)
@@ -147,6 +149,7 @@ class LocalLauncher:
                 job = ex.submit(CellRunner(str(self.sweep_dir), cell_id, self.group, threads))
                 running[cell_id] = job
                 on_submit(cell_id, f"local-{job.job_id}")
+            sharer.update(list(running), len(queue))
             if should_stop():
                 for job in running.values():
                     job.cancel(check=False)

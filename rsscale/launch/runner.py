@@ -47,7 +47,10 @@ class CellRunner(submitit.helpers.Checkpointable):
         if rank == 0:
             self._log_attempt()
         _setup_logging(self.cell_dir / "train.log")
-        record = train(cell, self.cell_dir, cell_id_=self.cell_id, group=self.group)
+        from rsscale.launch.cores import ThreadFollower
+
+        follow = ThreadFollower(self.cell_dir)  # local sweeps hand idle cores to running cells
+        record = train(cell, self.cell_dir, cell_id_=self.cell_id, group=self.group, on_step=follow)
         final = record.get("final") or {}
         return {"cell_id": self.cell_id, "status": record["status"], "top1": final.get("top1")}
 
