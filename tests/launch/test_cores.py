@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from rsscale.launch.cores import core_shares, write_shares
 from tests.launch.sweep_helpers import REPO, sweep
 
@@ -41,6 +43,7 @@ print(before, torch.get_num_threads(), written)
     assert written == {"c1": 2}
 
 
+@pytest.mark.slow
 def test_last_running_cell_gets_the_freed_core(tmp_path):
     d = tmp_path / "sw"
     sweep(d, "model.stem=small", grid="tail")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from rsscale.config import compose
 from rsscale.launch.grid import expand
 from rsscale.launch.resources import cell_cost, local_cell_seconds, longest_first
@@ -36,6 +38,7 @@ def test_grid_cases_with_their_own_axes_share_the_base_cell():
     assert shapes == [(26, 0.25), (101, 0.25), (26, 0.5)]  # the base cell once, in grid order
 
 
+@pytest.mark.slow
 def test_local_launcher_starts_the_longest_cell_first(tmp_path):
     d = tmp_path / "sw"
     proc = sweep(d, "cluster.max_parallel=1", "runtime.max_steps=2", "model.stem=small", grid="paths")
