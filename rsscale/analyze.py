@@ -45,6 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.01,
         help="smallest log-error difference that counts (default 0.01)",
     )
+    p.add_argument(
+        "--equivalence-margin",
+        type=float,
+        default=0.05,
+        help="depth and width are `equivalent` inside +-this log-error difference (default 0.05)",
+    )
+    p.add_argument(
+        "--resolution-margin",
+        type=float,
+        default=0.05,
+        help="the resolution exponent is `equivalent` to EfficientNet's inside +-this (default 0.05)",
+    )
     p.add_argument("--law", default="saturating", choices=["saturating", "offset", "powerlaw"])
     p.add_argument(
         "--base-depth", type=float, default=None, help="base depth of the scaling paths (default: smallest)"
@@ -90,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         ci_level=args.ci_level,
         threshold=args.threshold,
         min_effect=args.min_effect,
+        equivalence_margin=args.equivalence_margin,
+        resolution_margin=args.resolution_margin,
         law=args.law,
         base_depth=args.base_depth,
         base_width=args.base_width,
@@ -109,9 +123,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"analyze: note: {n}", file=sys.stderr)
     for e, v in rec.get("depth_vs_width", {}).items():
         conf = v.get("confidence")
+        mdd = (v.get("power") or {}).get("minimal_detectable_difference")
         print(
             f"  depth vs width, {e} epochs: {v.get('winner')}"
             + (f" (confidence {conf:.2f})" if conf is not None else "")
+            + (f"; minimal detectable difference {mdd:.3f} log error" if mdd is not None else "")
         )
     r = rec.get("resolution", {})
     k = r.get("exponent")

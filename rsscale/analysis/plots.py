@@ -39,6 +39,54 @@ def _plain_y(ax):
         ax.yaxis.set_minor_formatter(NullFormatter())
 
 
+def _eng(v: float, _=None) -> str:
+    """Short log-axis labels: 20M, 1.5G, 0.2 (no 2x10^7 mathtext that collides with its neighbours)."""
+    if v <= 0:
+        return ""
+    for f, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= f:
+            return f"{v / f:.3g}{suffix}"
+    return f"{v:.3g}"
+
+
+def _log_x(ax, values=None):
+    """Log x axis with a few well-spaced labelled ticks: 1-2-5 per decade when the data span under
+    two decades, decades only beyond four; minor ticks unlabelled."""
+    from matplotlib.ticker import LogLocator
+
+    ax.set_xscale("log")
+    lo, hi = ax.get_xlim()
+    if values is not None and len(values):
+        v = np.asarray(values, float)
+        v = v[np.isfinite(v) & (v > 0)]
+        if v.size:
+            lo, hi = v.min(), v.max()
+    decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
+    subs = (1.0, 2.0, 5.0) if decades < 2 else ((1.0, 3.0) if decades < 4 else (1.0,))
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(_eng))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelsize=8)
+
+
+def _regime(an: Analysis, epochs: float) -> str:
+    """Short / long training regime of an epoch budget, relative to the grid's budgets."""
+    eps = sorted(float(k) for k in an.depth_vs_width) or [float(epochs)]
+    if len(eps) < 2:
+        return f"{_k(epochs)} epochs"
+    word = "short" if epochs == eps[0] else ("long" if epochs == eps[-1] else "medium")
+    return f"{_k(epochs)} epochs ({word} training)"
+
+
+def _verdict_line(rec: dict[str, Any]) -> str:
+    w, conf = rec.get("winner", "?"), rec.get("confidence")
+    text = f"verdict: {w}" + (f" (confidence {conf:.2f})" if conf is not None else "")
+    mdd = (rec.get("power") or {}).get("minimal_detectable_difference")
+    if mdd is not None and math.isfinite(mdd):
+        text += f"\nminimal detectable difference {mdd:.3f}"
+    return text
+
+
 def _k(v: float) -> str:
     v = float(v)
     return str(int(v)) if v == int(v) else f"{v:g}"
@@ -107,7 +155,7 @@ def scaling_curves(
                 lo, hi = f.band(C, ci)
                 if np.isfinite(lo).all():
                     ax.fill_between(C, lo, hi, color=col, alpha=0.2, lw=0, zorder=2, label=f"{ci:.0%} CI")
-        ax.set_xscale("log")
+        _log_x(ax, g[measure])
         ax.set_yscale("log")
         ax.set_title(f"resolution {_k(r)} px")
         ax.set_xlabel(MEASURE_LABEL[measure])
@@ -116,7 +164,12 @@ def scaling_curves(
         _plain_y(ax)
     _legend(fig, axes)
     more = "" if len(res) == len(res_all) else f" ({len(res)} of {len(res_all)} resolutions shown)"
-    fig.suptitle(f"{an.dataset}: top-1 error vs {MEASURE_WORD[measure]}, {_k(epochs)} epochs{more}")
+    rec = an.depth_vs_width.get(_k(epochs), {})
+    rec = rec if measure == "flops" else rec.get("time", {})
+    fig.suptitle(
+        f"{an.dataset}: top-1 error vs {MEASURE_WORD[measure]}, {_regime(an, epochs)}{more}; "
+        f"depth vs width: {rec.get('winner', '?')}"
+    )
     return save(fig, out_dir, f"{prefix}scaling_{measure}_e{_k(epochs)}")
 
 
@@ -156,7 +209,7 @@ def resolution_paths(
             lo, hi = f.band(C, an.settings.ci_level)
             if np.isfinite(lo).all():
                 ax.fill_between(C, lo, hi, color=col, alpha=0.2, lw=0)
-    ax.set_xscale("log")
+    _log_x(ax, df[df["cell_id"].astype(str).isin([c for p in paths for c in p.cell_ids])][measure])
     ax.set_yscale("log")
     ax.set_xlabel(MEASURE_LABEL[measure])
     ax.set_ylabel("top-1 error (fraction)")
@@ -189,12 +242,21 @@ def depth_vs_width(an: Analysis, measure: str, out_dir: Path, prefix: str = "") 
                     cur["C"], np.quantile(db, q, 0), np.quantile(db, 1 - q, 0), color=col, alpha=0.15, lw=0
                 )
         ax.axhline(0, color="k", lw=0.8)
-        ax.set_xscale("log")
         rec = an.depth_vs_width.get(_k(e), {})
         rec = rec if measure == "flops" else rec.get("time", {})
-        conf = rec.get("confidence")
-        ax.set_title(
-            f"{_k(e)} epochs: {rec.get('winner', '?')}" + (f" (conf {conf:.2f})" if conf is not None else "")
+        margin = an.settings.equivalence_margin
+        ax.axhspan(-margin, margin, color="0.5", alpha=0.08, lw=0, label=f"equivalence margin +-{margin:g}")
+        _log_x(ax, np.concatenate([an.dvw_curves[k]["C"] for k in keys]))
+        ax.set_title(f"{_regime(an, e)}: {rec.get('winner', '?')}")
+        ax.text(
+            0.98,
+            0.97,
+            _verdict_line(rec),
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+            bbox={"boxstyle": "round", "fc": "white", "ec": "0.6", "alpha": 0.9},
         )
         ax.set_xlabel(MEASURE_LABEL[measure])
         ax.set_ylabel("log err(depth) - log err(width)")
@@ -263,7 +325,7 @@ def resolution_optimal(an: Analysis, out_dir: Path, prefix: str = "") -> list[st
         color="tab:red",
         label=f"EfficientNet B0-B7 table C^{kt:.3f}",
     )
-    ax.set_xscale("log")
+    _log_x(ax, front["flops"])
     ax.set_yscale("log")
     ax.set_xlabel(MEASURE_LABEL["flops"])
     ax.set_ylabel("resolution (px)")
@@ -320,10 +382,10 @@ def pareto(
                             label=f"{strat}-scaled family",
                             zorder=3,
                         )
-        ax.set_xscale("log")
+        _log_x(ax, g[cost])
         ax.set_xlabel(COSTS[cost])
         ax.set_ylabel("top-1 accuracy (fraction)")
-        ax.set_title(f"{_k(e)} epochs")
+        ax.set_title(_regime(an, float(e)) if an is not None else f"{_k(e)} epochs")
         ax.grid(True, which="both", alpha=0.3)
     _legend(fig, axes)
     fig.suptitle(f"{dataset or (an.dataset if an else '')}: top-1 vs {COSTS[cost]}")

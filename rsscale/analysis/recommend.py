@@ -71,6 +71,7 @@ from rsscale.analysis.fit import (
     fit_curves,
     lm_batch,
 )
+from rsscale.analysis.power import equivalence_confidence, power_summary
 
 EFFICIENTNET_EXPONENT = math.log(1.15) / math.log(2.0)
 # Released EfficientNet B0-B7 (width, depth, resolution) coefficients.
@@ -101,6 +102,11 @@ class Settings:
     ci_level: float = 0.9
     threshold: float = 0.9
     min_effect: float = 0.01
+    # |difference| below which two strategies count as the same (`equivalent`): 0.05 in log error
+    # is 5% relative error (10.0% vs 10.5%), too little to choose a scaling strategy by
+    equivalence_margin: float = 0.05
+    # the same for the resolution exponent k around EfficientNet's 0.2016
+    resolution_margin: float = 0.05
     law: str = "saturating"
     huber_delta: float | str = "auto"
     min_path_points: int = 3
@@ -203,7 +209,11 @@ def _intervals(C: np.ndarray, mask: np.ndarray) -> list[list[float]]:
     return out
 
 
-def _decide(s: float, sb: np.ndarray, st: Settings, names=("depth", "width")) -> dict[str, Any]:
+def _decide(
+    s: float, sb: np.ndarray, st: Settings, names=("depth", "width"), n_cells: int | None = None
+) -> dict[str, Any]:
+    """Winner, `equivalent` (TOST inside +-equivalence_margin) or `inconclusive`, with the power
+    of the study (rsscale.analysis.power)."""
     sb = sb[np.isfinite(sb)]
     if not np.isfinite(s) or sb.size == 0:
         return {"winner": "inconclusive", "confidence": None, "reason": "no usable bootstrap resamples"}
@@ -212,17 +222,33 @@ def _decide(s: float, sb: np.ndarray, st: Settings, names=("depth", "width")) ->
         win, conf = names[0], float(np.mean(sb < -st.min_effect))
     else:
         win, conf = names[1], float(np.mean(sb > st.min_effect))
+    eq = equivalence_confidence(sb, 0.0, st.equivalence_margin)
+    winner = win if conf >= st.threshold else ("equivalent" if eq >= st.threshold else "inconclusive")
     out = {
-        "winner": win if conf >= st.threshold else "inconclusive",
-        "confidence": conf,
+        "winner": winner,
+        "confidence": conf if winner != "equivalent" else eq,
         "leader": win,
+        "leader_confidence": conf,
+        "equivalence_confidence": eq,
         "mean_log_error_diff": float(s),
         "mean_log_error_diff_ci": [float(np.quantile(sb, q)), float(np.quantile(sb, 1 - q))],
         "p_depth_better": float(np.mean(sb < 0)),
         "n_boot_used": int(sb.size),
+        "power": power_summary(
+            s,
+            sb,
+            min_effect=st.min_effect,
+            margin=st.equivalence_margin,
+            threshold=st.threshold,
+            n_cells=n_cells,
+            names=names,
+        ),
     }
-    if out["winner"] == "inconclusive":
-        out["reason"] = f"{win} leads but with confidence {conf:.2f} < threshold {st.threshold}"
+    if winner == "inconclusive":
+        out["reason"] = (
+            f"{win} leads but with confidence {conf:.2f} < threshold {st.threshold}, and "
+            f"equivalence within +-{st.equivalence_margin:g} has confidence {eq:.2f}: underpowered"
+        )
     return out
 
 
@@ -261,7 +287,7 @@ def compare_pair(fd: FitResult, fw: FitResult, st: Settings) -> tuple[dict[str, 
     B = min(bd.shape[0], bw.shape[0])
     db = bd[:B] - bw[:B]
     sb = db.mean(1)
-    res.update(_decide(float(d.mean()), sb, st))
+    res.update(_decide(float(d.mean()), sb, st, n_cells=min(fd.n_unique, fw.n_unique)))
     res["compute_range"] = [float(lo), float(hi)]
     ok = np.isfinite(db).all(1)
     if ok.any():
@@ -363,7 +389,8 @@ def depth_vs_width(an: Analysis, df: pd.DataFrame) -> dict[str, Any]:
             if ss:
                 B = min(len(s) for s in sbs)
                 sb = np.mean(np.stack([s[:B] for s in sbs]), axis=0)
-                agg = _decide(float(np.mean(ss)), sb, st)
+                ns = [min(v.get("n_depth", 0), v.get("n_width", 0)) for v in by_res.values() if "power" in v]
+                agg = _decide(float(np.mean(ss)), sb, st, n_cells=min(ns) if ns else None)
                 agg["compute_range"] = [min(r[0] for r in ranges), max(r[1] for r in ranges)]
                 agg["n_resolutions"] = len(ss)
             else:
@@ -658,7 +685,9 @@ def resolution_surface(
             entry["note"] = "the additive-law fit did not report convergence"
         kk = kb[np.isfinite(kb)]
         if np.isfinite(k0) and kk.size:
-            v, conf, why = _res_verdict(kb, qb if np.isfinite(q0) else None, st.threshold)
+            v, conf, why = _res_verdict(
+                kb, qb if np.isfinite(q0) else None, st.threshold, st.resolution_margin
+            )
             nres = int(g["resolution"].nunique())
             if v != "inconclusive" and nres < st.min_resolutions_verdict:
                 v, why = (
@@ -695,9 +724,12 @@ def resolution_surface(
     return out
 
 
-def _res_verdict(kb: np.ndarray, qb: np.ndarray | None, threshold: float) -> tuple[str, float, str]:
+def _res_verdict(
+    kb: np.ndarray, qb: np.ndarray | None, threshold: float, margin: float = 0.0
+) -> tuple[str, float, str]:
     """slower / not_slower only when the additive law (kb) and the quadratic cross-check (qb)
-    both put >= threshold of their bootstrap mass on the same side of the compound rule."""
+    both put >= threshold of their bootstrap mass on the same side of the compound rule;
+    `equivalent` when both put it inside +-margin of the rule (TOST); else inconclusive."""
     r = EFFICIENTNET_EXPONENT
     kk = kb[np.isfinite(kb)]
     pa = float(np.mean(kk < r))
@@ -711,12 +743,15 @@ def _res_verdict(kb: np.ndarray, qb: np.ndarray | None, threshold: float) -> tup
     conf = min(conf_a, conf_q)
     if conf >= threshold:
         return lead, conf, ""
+    eq = min(equivalence_confidence(kk, r, margin), equivalence_confidence(qq, r, margin))
+    if margin > 0 and eq >= threshold:
+        return "equivalent", eq, ""
     side = "k < " if lead == "slower" else "k >= "
     return (
         "inconclusive",
         conf,
         f"P({side}{r:.3f}): additive law {conf_a:.2f}, quadratic cross-check {conf_q:.2f}; "
-        f"both must reach {threshold}",
+        f"both must reach {threshold} (equivalence within +-{margin:g}: confidence {eq:.2f})",
     )
 
 
@@ -751,7 +786,17 @@ def resolution_recommendation(an: Analysis, df: pd.DataFrame) -> dict[str, Any]:
     kk = kb[np.isfinite(kb)]
     out["p_slower"] = float(np.mean(kk < EFFICIENTNET_EXPONENT))
     out["p_slower_than_table"] = float(np.mean(kk < out["efficientnet_table_exponent"]))
-    verdict, conf, why = _res_verdict(kb, qboot, st.threshold)
+    verdict, conf, why = _res_verdict(kb, qboot, st.threshold, st.resolution_margin)
+    out["power"] = power_summary(
+        float(out["exponent"]),
+        kk,
+        centre=EFFICIENTNET_EXPONENT,
+        min_effect=0.0,
+        margin=st.resolution_margin,
+        threshold=st.threshold,
+        n_cells=None,
+        names=("slower", "not_slower"),
+    )
     nres = [v.get("n_resolutions") for v in out["by_epochs"].values() if v.get("n_resolutions")]
     if verdict != "inconclusive" and nres and min(nres) < st.min_resolutions_verdict:
         verdict, why = (

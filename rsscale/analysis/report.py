@@ -25,6 +25,7 @@ import pandas as pd
 from rsscale.analysis import plots
 from rsscale.analysis.load import schema_markdown
 from rsscale.analysis.pareto import COSTS, mark_pareto
+from rsscale.analysis.power import describe
 from rsscale.analysis.recommend import Analysis, Settings, analyze_dataset
 from rsscale.io import atomic_write_text
 
@@ -199,6 +200,27 @@ def _k(v: Any) -> str:
     return str(v)
 
 
+def verdict_meaning(v: dict[str, Any], st: Any) -> str:
+    """What a depth-vs-width verdict says, in one sentence, with the study's power."""
+    w = v.get("winner")
+    p = v.get("power") or {}
+    if w in ("depth", "width"):
+        text = (
+            f"scaling {w} gives lower error at equal FLOPs, by more than {st.min_effect} in log error "
+            f"with confidence {_fmt(v.get('confidence'), 2)}"
+        )
+    elif w == "equivalent":
+        text = (
+            f"depth and width give the same error at equal FLOPs within +-{st.equivalence_margin} in "
+            f"log error (about {st.equivalence_margin:.0%} relative), "
+            f"confidence {_fmt(v.get('confidence'), 2)}"
+        )
+    else:
+        text = "not enough data to tell a winner from no difference: " + (v.get("reason") or "")
+    more = describe(p)
+    return text + (f". Power: {more}." if more else ".")
+
+
 def render_markdown(
     rec: dict[str, Any],
     analyses: dict[str, Analysis],
@@ -237,6 +259,9 @@ def render_markdown(
                 f"{_ci(cr)} | {t.get('winner', '-')} | {_fmt(t.get('confidence'), 2)} | "
                 f"{v.get('reason', '') or ''} |"
             )
+        L.append("")
+        for e, v in r["depth_vs_width"].items():
+            L.append(f"- {e} epochs: **{v.get('winner')}**: {verdict_meaning(v, st)}")
         L.append(
             "\nPer resolution (FLOPs): where each strategy wins along the compute axis "
             "(pointwise bootstrap).\n"
@@ -268,6 +293,7 @@ def render_markdown(
             f"{_fmt(rs['efficientnet_table_exponent'])}). Verdict: **{rs.get('verdict')}**"
             f" (confidence {_fmt(rs.get('confidence'), 2)})."
             + (f" Reason: {rs['reason']}." if rs.get("reason") else "")
+            + (f" Power: {describe(rs['power'], 'in k')}." if rs.get("power") else "")
             + "\n"
         )
         if fr.get("exponent") is not None:
@@ -377,14 +403,19 @@ METHOD = """\
 - **Depth vs width**: the mean over the common compute range of `log e_depth(C) - log e_width(C)`,
   averaged over resolutions for an epoch budget. Confidence = fraction of bootstrap resamples in
   which the leader leads by more than {st.min_effect} (log error, i.e. about {st.min_effect:.0%} relative
-  error); winner if confidence >= {st.threshold}, else `inconclusive`; also `inconclusive` when the
-  paths do not overlap in compute or have fewer than {st.min_path_points} distinct compute values.
+  error); winner if confidence >= {st.threshold}; else `equivalent` when the difference lies inside
+  +-{st.equivalence_margin} (log error) with confidence >= {st.threshold} (two one-sided tests on the
+  bootstrap); else `inconclusive` (underpowered: the report gives the minimal detectable difference
+  and how many more seeds or cells would resolve it, extrapolating se ~ 1/sqrt(replicates)); also
+  `inconclusive` when the paths do not overlap in compute or have fewer than {st.min_path_points}
+  distinct compute values.
 - **Resolution**: per epoch budget, the additive law `e = E + A_d d^-a_d + A_w w^-a_w + A_r r^-a_r`
   (Huber in log space, multi-start) with log FLOPs linear in the log axes gives the iso-FLOPs
   optimum's resolution exponent `k = (1/a_r) / sum_i (g_i / a_i)`; a quadratic log-error surface
   gives a model-free-ish cross-check. Bootstrap over cells, both refitted. Headline k = mean over
   epoch budgets. `slower` / `not_slower` only when both estimators put >= {st.threshold} of their
-  bootstrap mass on the same side of 0.2016 (EfficientNet's compound rule), else `inconclusive`.
+  bootstrap mass on the same side of 0.2016 (EfficientNet's compound rule); `equivalent` when both
+  put it inside 0.2016 +- {st.resolution_margin}; else `inconclusive`.
   The Pareto-frontier slope is a diagnostic only: it is pulled toward the grid's own geometry.
 - **Estimators** are compared by extrapolation: the largest-compute cells of each path are held
   out and scored by mean absolute log error.

@@ -1,8 +1,9 @@
 """Grids as data: sweeps/NAME.yaml -> cells (resolved configs with stable hashes).
 
 A grid file holds `axes` (dotted config key -> list of values; cartesian product), optional
-`cases` (named override sets, crossed with the axes: the additive study), `fixed` overrides and
-`exclude` patterns. Every cell is resolved and validated before anything is submitted.
+`cases` (named override sets, crossed with the axes: the additive study; a case may add `axes` of
+its own, so that one grid holds separate scaling paths that share a base model), `fixed` overrides
+and `exclude` patterns. Every cell is resolved and validated before anything is submitted.
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ def grid_spec(cfg: DictConfig) -> dict[str, Any]:
         for i, case in enumerate(spec["cases"]):
             if not isinstance(case, Mapping) or "name" not in case:
                 raise GridError(f"grid {name}: cases[{i}] needs a name and overrides")
+            for axis, values in (case.get("axes") or {}).items():
+                if not isinstance(values, list) or not values:
+                    raise GridError(
+                        f"grid {name}: case {case['name']!r} axis {axis} must be a non-empty list of values"
+                    )
     return spec
 
 
@@ -139,21 +145,23 @@ def expand(
     for case in cases:
         for key in case.get("overrides") or {}:
             check_key(key, f"case {case['name']!r} field")
+        for key in case.get("axes") or {}:
+            check_key(key, f"case {case['name']!r} axis")
     for pattern in spec["exclude"]:
         for key in pattern:
             if (
                 key != "case"
                 and key not in spec["axes"]
-                and not any(key in (c.get("overrides") or {}) for c in cases)
+                and not any(key in (c.get("overrides") or {}) or key in (c.get("axes") or {}) for c in cases)
             ):
                 raise GridError(f"grid {name}: exclude names {key!r}, which is not an axis")
 
-    axes = list(spec["axes"].items())
-    keys = [k for k, _ in axes]
     cells: dict[str, Cell] = {}
     same_cell: list[tuple[dict, str]] = []
     validated: set[str] = set()
     for case in cases:
+        axes = list({**(case.get("axes") or {}), **spec["axes"]}.items())
+        keys = [k for k, _ in axes]
         for combo in itertools.product(*[v for _, v in axes]):
             point = dict(zip(keys, combo))
             tree = copy.deepcopy(base)

@@ -16,7 +16,8 @@ from typing import Any
 
 import submitit
 
-from rsscale.launch.resources import ResourceClass, local_parallelism
+from rsscale.launch.cores import CoreSharer
+from rsscale.launch.resources import ResourceClass, cell_dir_cost, local_parallelism, longest_first
 from rsscale.launch.runner import CellRunner
 from rsscale.launch.supervision import shielded_spawn, stop_job
 
@@ -130,13 +131,14 @@ class LocalLauncher:
         poll_s: float = 0.5,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
-        """Blocking: keep up to `parallel` cells running until all are done."""
-        queue = list(items)
+        """Blocking: keep up to `parallel` cells running until all are done, longest first."""
+        queue = longest_first(items, cell_dir_cost(self.sweep_dir))
         running: dict[str, submitit.Job] = {}
         stopped: set[str] = set()
         max_tasks = max((rc.tasks for _, rc in items), default=1)
         parallel, threads = local_parallelism(self.cluster, max_tasks, len(items))
         log.info("local launcher: %d cell(s) at a time, %d thread(s) each", parallel, threads)
+        sharer = CoreSharer(self.sweep_dir, self.cluster, threads, max_tasks)
         while queue or running:
             while queue and len(running) < parallel and not should_stop():
                 cell_id, rc = queue.pop(0)
@@ -150,6 +152,7 @@ class LocalLauncher:
                     job = ex.submit(CellRunner(str(self.sweep_dir), cell_id, self.group, threads))
                 running[cell_id] = job
                 on_submit(cell_id, f"local-{job.job_id}")
+            sharer.update(list(running), len(queue))
             if should_stop():
                 for cell_id, job in running.items():
                     if cell_id not in stopped:

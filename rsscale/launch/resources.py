@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,54 @@ def cell_cost(cell: Mapping[str, Any]) -> dict[str, float]:
         "flops_per_image": mc["flops_per_image"],
         "train_flops": 3.0 * mc["flops_per_image"] * n * epochs,
     }
+
+
+# Local CPU cost model (seconds per training image on one core, fitted to 13 ResNet-RS shapes at
+# 16 px on an AMD EPYC with bf16, within +-15% for all but the narrowest): FLOPs alone rank a deep
+# narrow net (d270 x0.125: 53 MFLOPs, 4.8 ms) below a shallow wide one (d26 x0.4375: 60 MFLOPs,
+# 2.6 ms), because each block also pays per-layer memory traffic and dispatch. Only ratios matter.
+_S_PER_TRAIN_FLOP = 2.6e-5 / 1e6 / 3  # per training FLOP (3x forward)
+_S_PER_BLOCK_PX = 44.5e-6 / 256  # per residual block per input pixel
+# val images scored once at the end, minival every epoch; forward-only is about 1/3 of a train step
+_EVAL_SHARE = 1.0 / 3.0
+
+
+def local_cell_seconds(cell: Mapping[str, Any]) -> float:
+    """Estimated one-core seconds to train and evaluate one cell (the local launcher's LPT key)."""
+    from rsscale.models.resnet_rs import DEPTH_BLOCKS
+
+    n, _, _ = dataset_shape(cell["data"])
+    model, res = cell["model"], int(cell["data"]["train_res"])
+    blocks = sum(model.get("blocks") or DEPTH_BLOCKS.get(model.get("depth"), (4, 4, 4, 4)))
+    c = cell_cost(cell)
+    per_image = 3.0 * c["flops_per_image"] * _S_PER_TRAIN_FLOP + blocks * res * res * _S_PER_BLOCK_PX
+    epochs = float(cell["recipe"]["epochs"])
+    val = 10_000 if cell["data"]["name"] == "fashion_mnist" else 0
+    minival = 0.02 * n * epochs
+    return per_image * (n * epochs + _EVAL_SHARE * (val + minival))
+
+
+def longest_first(items: Sequence[tuple[str, Any]], cost: Callable[[str], float]) -> list[tuple[str, Any]]:
+    """Items sorted by `cost(cell_id)`, largest first (ties keep their order).
+
+    Longest-processing-time-first: on a few cores the biggest cell, started last, would run
+    alone at the tail while the other cores sit idle (3.5 of 18 minutes on the old demo).
+    """
+    costs = {cid: float(cost(cid)) for cid, _ in items}
+    return sorted(items, key=lambda it: -costs[it[0]])
+
+
+def cell_dir_cost(sweep_dir: str | os.PathLike) -> Callable[[str], float]:
+    """`local_cell_seconds` of a cell from its `cells/<id>/config.json` (0 if unreadable)."""
+    from rsscale.io import read_json
+
+    def cost(cell_id: str) -> float:
+        try:
+            return local_cell_seconds(read_json(os.path.join(sweep_dir, "cells", cell_id, "config.json")))
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.0
+
+    return cost
 
 
 def _bucket(minutes: float, cap: int) -> int:

@@ -46,6 +46,7 @@ class CellRunner(submitit.helpers.Checkpointable):
         if rank == 0:
             self._log_attempt()
         try:
+            from rsscale.launch.cores import ThreadFollower
             from rsscale.train.loop import train
 
             cell = read_json(self.cell_dir / CONFIG_NAME)
@@ -54,7 +55,8 @@ class CellRunner(submitit.helpers.Checkpointable):
 
                 torch.set_num_threads(int(self.threads))
             _setup_logging(self.cell_dir / "train.log")
-            record = train(cell, self.cell_dir, cell_id_=self.cell_id, group=self.group)
+            follow = ThreadFollower(self.cell_dir)  # local sweeps hand idle cores to running cells
+            record = train(cell, self.cell_dir, cell_id_=self.cell_id, group=self.group, on_step=follow)
         except BaseException as e:
             if rank == 0:
                 _record_early_end(self.cell_dir, self.cell_id, e)

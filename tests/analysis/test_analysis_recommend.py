@@ -36,11 +36,12 @@ def test_swapped_law_swaps_the_answer(paper_table):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_no_difference_is_inconclusive(paper_table, seed):
+def test_no_difference_is_never_a_winner(paper_table, seed):
     null = S.AdditiveLaw(alpha=0.3, beta=0.6)  # alpha = beta / 2: equal returns along both paths
     an = analyze_dataset(normalize(paper_table(seed=seed, laws=null, epochs=(100,))), FAST)
-    assert an.depth_vs_width["100"]["winner"] == "inconclusive"
-    assert "reason" in an.depth_vs_width["100"]
+    v = an.depth_vs_width["100"]
+    assert v["winner"] in ("equivalent", "inconclusive")
+    assert v["winner"] == "equivalent" or "underpowered" in v["reason"]
 
 
 def test_no_overlap_or_too_few_points_is_inconclusive(paper_table):
@@ -82,7 +83,7 @@ def test_resolution_verdict_flips_with_the_law():
         assert r["by_epochs"]["100"]["axes"] == ["depth", "width", "resolution"]
 
 
-def test_resolution_near_the_rule_is_inconclusive():
+def test_resolution_near_the_rule_is_equivalent_not_a_side():
     law = S.AdditiveLaw(e_inf=0.04, alpha=0.8, beta=0.5, gamma=0.6, r0=16)  # k = 0.194
     res = tuple(int(v) for v in np.geomspace(16, 1024, 13))
     t = S.make_table(
@@ -94,7 +95,10 @@ def test_resolution_near_the_rule_is_inconclusive():
         seed=1,
     )
     r = analyze_dataset(normalize(t), FAST).resolution
-    assert r["verdict"] == "inconclusive" and "both must reach" in r["reason"]
+    assert r["verdict"] == "equivalent" and r["confidence"] >= 0.9
+    assert r["power"]["equivalence_margin"] == 0.05 and r["power"]["se"] > 0
+    strict = analyze_dataset(normalize(t), Settings(n_boot=400, resolution_margin=0.002)).resolution
+    assert strict["verdict"] == "inconclusive" and "both must reach" in strict["reason"]
 
 
 def test_grid_without_resolution_axis_is_inconclusive(paper_table):

@@ -15,14 +15,16 @@ def cfg(*overrides: str):
     return compose(list(overrides))
 
 
-def test_depth_width_grid_has_3x3x2_cells_with_stable_hashes():
+def test_depth_width_grid_has_two_six_point_paths_per_budget_with_stable_hashes():
     _, cells = expand(cfg("+grid=depth_width"))
-    assert len(cells) == 18
-    assert {c.config["model"]["depth"] for c in cells} == {26, 50, 101}
-    assert {c.config["recipe"]["epochs"] for c in cells} == {1, 2}
+    assert len(cells) == 22  # (6 depths + 6 widths - the shared base) x 2 epoch budgets
+    shapes = {(c.config["model"]["depth"], c.config["model"]["width"]) for c in cells}
+    assert {d for d, w in shapes if w == 0.125} == {26, 50, 101, 152, 200, 270}
+    assert {w for d, w in shapes if d == 26} == {0.125, 0.1875, 0.25, 0.3125, 0.375, 0.4375}
+    assert {c.config["recipe"]["epochs"] for c in cells} == {2, 4}
     _, again = expand(cfg("+grid=depth_width"))
     assert [c.hash for c in cells] == [c.hash for c in again]
-    assert len({c.cell_id for c in cells}) == 18
+    assert len({c.cell_id for c in cells}) == 22
 
 
 def test_paper_grid_cases_and_exclusions():
