@@ -24,7 +24,9 @@ RUN = [
     "tune.workers=2",
     "tune.heartbeat_s=1",
     "tune.stale_after_s=6",
-    "recipe.epochs=6",  # scancel is SIGTERM, then SIGKILL after KillWait (5 s): the trial must outlast it
+    # scancel is SIGTERM, then SIGKILL after KillWait (5 s): the trial must outlast it on a quiet machine too
+    # (6 epochs took 8 s there and the victim finished before the SIGKILL)
+    "recipe.epochs=16",
     "tune.pruner=none",
 ]
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
