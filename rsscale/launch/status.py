@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -166,6 +167,22 @@ def _driver_running(manifest: Manifest) -> bool:
     return False
 
 
+def cell_text(v: Any) -> str:
+    """How a table shows a value: '-' for missing, 4 decimals for fractions."""
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def text_table(rows: list[dict[str, Any]], cols: list[tuple[str, str]], fmt=cell_text) -> list[str]:
+    """Left-aligned columns (key, heading) of `rows`, one line each, the heading first."""
+    table = [[h for _, h in cols]] + [[fmt(r.get(k)) for k, _ in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     cols = [
         ("cell_id", "cell"),
@@ -177,20 +194,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         ("attempts", "attempts"),
         ("job_id", "job"),
     ]
-
-    def fmt(v):
-        if v is None:
-            return "-"
-        if isinstance(v, float):
-            return f"{v:.4f}"
-        return str(v)
-
-    table = [[h for _, h in cols]] + [[fmt(r.get(k)) for k, _ in cols] for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    lines = text_table(rows, cols)
+    counts = Counter(r["status"] for r in rows)
     lines.append("")
     lines.append(f"{len(rows)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     for r in rows:

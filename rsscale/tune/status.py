@@ -8,11 +8,13 @@ attempts from the trial's run record and attempts.jsonl.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from optuna.trial import TrialState
 
+from rsscale.launch.status import cell_text, text_table
 from rsscale.train.record import load_record
 from rsscale.tune.study import REQUEUED, ROOT, budget_used, last_sign_of_life
 
@@ -83,10 +85,6 @@ def format_trials(head: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     ]
 
     def fmt(v):
-        if v is None:
-            return "-"
-        if isinstance(v, float):
-            return f"{v:.4f}"
         if isinstance(v, bool):
             return "yes" if v else "no"
         if isinstance(v, dict):
@@ -94,14 +92,10 @@ def format_trials(head: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                 f"{k.split('.')[-1]}={x:.4g}" if isinstance(x, float) else f"{k.split('.')[-1]}={x}"
                 for k, x in v.items()
             )
-        return str(v)
+        return cell_text(v)
 
-    table = [[h for _, h in cols]] + [[fmt(r.get(k)) for k, _ in cols] for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    lines = text_table(rows, cols, fmt)
+    counts = Counter(r["state"] for r in rows)
     lines.append("")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     lines.append(
