@@ -55,7 +55,10 @@ class CellRunner(submitit.helpers.Checkpointable):
 
                 torch.set_num_threads(int(self.threads))
             _setup_logging(self.cell_dir / "train.log")
-            follow = ThreadFollower(self.cell_dir)  # local sweeps hand idle cores to running cells
+            # local sweeps hand idle cores to running cells, unless the cell pins its threads
+            # (runtime.threads) or must be bit-reproducible (thread count changes float sums)
+            rt = cell["runtime"]
+            follow = None if rt.get("threads") or rt.get("deterministic") else ThreadFollower(self.cell_dir)
             record = train(cell, self.cell_dir, cell_id_=self.cell_id, group=self.group, on_step=follow)
         except BaseException as e:
             if rank == 0:

@@ -52,3 +52,13 @@ def test_last_running_cell_gets_the_freed_core(tmp_path):
     short_log = next(text for name, text in logs.items() if "-e1-" in name)
     assert "threads 1 -> 2" in long_log, long_log
     assert "threads" not in short_log
+
+
+@pytest.mark.slow
+def test_pinned_or_deterministic_cells_keep_their_threads(tmp_path):
+    """runtime.threads (and deterministic mode) pin the thread count: idle cores never change it, since a
+    different thread count changes float sums (the random-kill test's metrics differed once)."""
+    d = tmp_path / "sw"
+    sweep(d, "model.stem=small", "runtime.threads=1", grid="tail")
+    logs = {c.name: (c / "train.log").read_text() for c in (d / "cells").iterdir()}
+    assert all("threads 1 -> 2" not in text for text in logs.values()), logs
