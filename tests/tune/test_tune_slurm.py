@@ -32,6 +32,14 @@ RUN = [
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+def stop_study(proc: subprocess.Popen, d) -> None:
+    """A test that failed midway leaves no driver or worker jobs behind on the shared cluster."""
+    if proc.poll() is None:
+        proc.kill()
+        ids = [j for line in (d / "jobs.jsonl").read_text().splitlines() for j in json.loads(line)["jobs"]]
+        subprocess.run(["scancel", *ids], check=False)
+
+
 def test_slurm_array_workers_survive_a_scancel_mid_trial(slurm_cluster, tmp_path):
     d = tmp_path / f"tune-slurm-{uuid.uuid4().hex[:6]}"
     proc = subprocess.Popen(
@@ -63,12 +71,7 @@ def test_slurm_array_workers_survive_a_scancel_mid_trial(slurm_cluster, tmp_path
         subprocess.run(["scancel", victim[1]], check=True)
         out, _ = proc.communicate(timeout=600)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            ids = [
-                j for line in (d / "jobs.jsonl").read_text().splitlines() for j in json.loads(line)["jobs"]
-            ]
-            subprocess.run(["scancel", *ids], check=False)
+        stop_study(proc, d)
     assert proc.returncode == 0, out
     trials = load(d).trials
     dead = [
@@ -116,12 +119,7 @@ def test_a_preempted_worker_is_requeued_and_resumes_its_own_trial(slurm_cluster,
         subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=60)
         out, _ = proc.communicate(timeout=600)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            ids = [
-                j for line in (d / "jobs.jsonl").read_text().splitlines() for j in json.loads(line)["jobs"]
-            ]
-            subprocess.run(["scancel", *ids], check=False)
+        stop_study(proc, d)
     assert proc.returncode == 0, out
     trials = load(d).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE], out
