@@ -15,7 +15,7 @@ slurm: setup
 
 test: setup slurm
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"

@@ -4,6 +4,10 @@
 run once per session (a fast no-op when the cluster is already up). If the cluster cannot be
 started the fixture *fails* with the script's output - CI must not silently skip the SLURM tests.
 Set RSSCALE_NO_SLURM=1 to skip them instead (e.g. on a laptop without root).
+
+Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) every test that uses the cluster runs
+in one worker, one after another: they share one node's CPUs and some wait for a job to reach a
+state, which a second SLURM test's jobs would delay.
 """
 
 from __future__ import annotations
@@ -17,6 +21,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_UP = REPO / "scripts" / "slurm_up.sh"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Keep the SLURM tests in one xdist group (see the module docstring)."""
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()) or item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
 
 
 @pytest.fixture(scope="session")
