@@ -67,7 +67,8 @@ def from_mapping(
     unknown: Callable[[list[str], tuple[str, ...]], Exception],
     **builder_fields: Any,
 ) -> T:
-    """``cls(**section, **builder_fields)``; keys outside `cell_fields(cls)` raise ``unknown(keys, allowed)``."""
+    """``cls(**section, **builder_fields)``; keys outside `cell_fields(cls)` raise
+    ``unknown(keys, allowed)``."""
     allowed = cell_fields(cls)
     extra = sorted(set(section) - set(allowed))
     if extra:

@@ -1,7 +1,7 @@
 """ResNet-RS models, parameter / FLOP counting and timm weight compatibility."""
 
-from .counting import count_flops, count_params, flops_by_module, model_cost
 from .config import DEPTH_BLOCKS, DROP_PATH_SCHEDULES, MODELS, STEMS, ResNetRSConfig, from_model_cfg
+from .counting import count_flops, count_params, flops_by_module, model_cost
 from .resnet_rs import (
     MODEL_CFG_KEYS,
     Bottleneck,

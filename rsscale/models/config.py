@@ -106,7 +106,9 @@ class ResNetRSConfig:
         _resolve_blocks(self.depth, self.blocks)
         width = self.width
         if not _is_number(width) or width <= 0:
-            raise ValueError(f"model.width={width!r} is not allowed; give a positive number (e.g. 0.25 .. 2.0)")
+            raise ValueError(
+                f"model.width={width!r} is not allowed; give a positive number (e.g. 0.25 .. 2.0)"
+            )
         for name in ("num_classes", "in_chans"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
@@ -126,7 +128,9 @@ class ResNetRSConfig:
         _check_bool("resnet_d", self.resnet_d)
         _check_bool("zero_init_last_bn", self.zero_init_last_bn)
         if not _is_number(self.bn_eps) or self.bn_eps <= 0:
-            raise ValueError(f"model.bn_eps={self.bn_eps!r} is not allowed; give a positive number (e.g. 1e-5)")
+            raise ValueError(
+                f"model.bn_eps={self.bn_eps!r} is not allowed; give a positive number (e.g. 1e-5)"
+            )
         if not _is_number(self.bn_momentum) or not 0.0 < self.bn_momentum <= 1.0:
             raise ValueError(
                 f"model.bn_momentum={self.bn_momentum!r} is not allowed; give a number in (0, 1] "
@@ -146,7 +150,9 @@ def _unknown(keys: list[str], allowed: tuple[str, ...]) -> ValueError:
     return ValueError(f"unknown model config key(s) {keys}; allowed: {sorted(allowed)}")
 
 
-def from_model_cfg(model_cfg: Mapping[str, Any], num_classes: int = 1000, in_chans: int = 3) -> ResNetRSConfig:
+def from_model_cfg(
+    model_cfg: Mapping[str, Any] | ResNetRSConfig, num_classes: int = 1000, in_chans: int = 3
+) -> ResNetRSConfig:
     """The `ResNetRSConfig` of a cell's `model:` dict (missing keys take the defaults); ValueError if bad."""
     if isinstance(model_cfg, ResNetRSConfig):
         return model_cfg.replace(num_classes=num_classes, in_chans=in_chans)
