@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
@@ -87,9 +89,6 @@ def rs_paper_regularization(depth: int, train_res: int) -> dict[str, float]:
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
     """The composed config for a list of command-line style overrides (Hydra's compose API)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
     register_schema()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides))
