@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import torch
 from . import imagenet as inet
 from .config import DataConfigError, resolve_num_workers
 from .minival import split_indices, take_subset
-from .registry import DATASETS, check_data_cfg, data_config, validate_data_cfg
+from .registry import DATASETS, check_data_cfg, validated_data_config
 from .streams import EvalStream, InMemoryEvalStream, InMemoryTrainStream, TrainStream
 
 
@@ -65,8 +66,8 @@ def build_data(
     cannot evaluate on it by accident, and ImageNet skips scanning ``val/``.
     Raises DataConfigError (a ValueError) naming the bad ``data.*`` field.
     """
-    cfg = validate_data_cfg(data_cfg)  # cheap: schema, files present, train_subset fits
-    validated_cfg = data_config(cfg)
+    data_config = validated_data_config(data_cfg)  # cheap: schema, files present, train_subset fits
+    cfg = dataclasses.asdict(data_config)
     for key, v in (("eval_batch_size", eval_batch_size), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{key} must be an integer >= 1, got {v!r}")
@@ -79,7 +80,7 @@ def build_data(
 
     load_in_memory = DATASETS[name].load_in_memory
     if load_in_memory is not None:
-        data = load_in_memory(validated_cfg, device, not for_minival_only)
+        data = load_in_memory(data_config, device, not for_minival_only)
         (train_x, train_y), val_xy = data.train, data.val
         mean, std, fill, pad = data.mean, data.std, data.fill, data.pad
         num_classes, in_chans = data.num_classes, data.in_chans

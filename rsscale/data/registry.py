@@ -133,6 +133,11 @@ def validate_data_cfg(data_cfg: Mapping) -> dict[str, Any]:
     ``train/`` and ``val/`` directories) and that ``train_subset`` fits, so that a sweep fails
     before it submits anything. Returns the config with defaults filled in.
     """
+    return dataclasses.asdict(validated_data_config(data_cfg))
+
+
+def validated_data_config(data_cfg: Mapping) -> DataConfig:
+    """`validate_data_cfg`'s checks; the dataset's config dataclass."""
     cfg = data_config(data_cfg)
     spec = DATASETS[cfg.name]
     downloadable = cfg.name == "fashion_mnist" and cfg.download
@@ -152,7 +157,7 @@ def validate_data_cfg(data_cfg: Mapping) -> dict[str, Any]:
             raise DataConfigError(
                 f"data.train_subset={cfg.train_subset} exceeds the {left} training samples left after minival"
             )
-    return dataclasses.asdict(cfg)
+    return cfg
 
 
 def train_samples(data_cfg: Mapping) -> int | None:
