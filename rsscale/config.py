@@ -3,6 +3,11 @@
 A cell config is the plain dict of the result-changing groups (model, data, recipe, runtime,
 logger). `auto` recipe values are resolved here (Table 8), so records show concrete values and
 the hash sees them. Validation raises ValueError naming the field, before anything runs.
+
+The schema: one dataclass per group holds its defaults and range checks (`RecipeConfig`,
+`RuntimeConfig`, `LoggerConfig` here; `rsscale.models.ResNetRSConfig`; `rsscale.data.DataConfig`).
+They are registered as the presets' base nodes in Hydra's ConfigStore at import (`register_schema`),
+and `typed_cell` reads a plain cell dict as those dataclasses.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from rsscale.data import DATASETS, check_batch_fits, validate_data_cfg
+from rsscale.data import DATASETS, DataConfig, check_batch_fits, data_config
 from rsscale.data.registry import preset_node as data_preset_node
-from rsscale.models import ResNetRSConfig, validate_model_cfg
+from rsscale.data.registry import validated_data_config
+from rsscale.models import ResNetRSConfig, from_model_cfg
 from rsscale.schema import cell_fields, from_mapping, preset_node
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -331,20 +337,37 @@ def validate_runtime(runtime: Mapping[str, Any], batch_size: int, grad_accum: in
     return rt
 
 
-def validate_cell(cell: Mapping[str, Any], *, check_data_files: bool = True) -> None:
-    """Every check that can fail before training starts; ValueError names the field."""
+@dataclass(frozen=True)
+class CellConfig:
+    """A resolved cell config as the typed groups (what `typed_cell` returns); the plain dict stays the
+    contract (records, hashes), this is how code reads it with the schema's defaults filled in."""
+
+    model: ResNetRSConfig
+    data: DataConfig
+    recipe: RecipeConfig
+    runtime: RuntimeConfig
+    logger: LoggerConfig
+
+
+def typed_cell(cell: Mapping[str, Any], *, check_data_files: bool = True) -> CellConfig:
+    """Every check that can fail before training starts (ValueError naming the field); the typed groups."""
     for g in CELL_GROUPS:
         if not isinstance(cell.get(g), Mapping):
             raise ValueError(f"config group {g!r} is missing")
     for g in ("recipe", "runtime", "logger"):
         check_unknown_keys(g, cell[g])
     recipe = validate_recipe(cell["recipe"])
-    validate_runtime(cell["runtime"], int(recipe.batch_size), int(recipe.grad_accum_steps))
-    validate_model_cfg(cell["model"])
-    if check_data_files:
-        validate_data_cfg(cell["data"])
+    runtime = validate_runtime(cell["runtime"], int(recipe.batch_size), int(recipe.grad_accum_steps))
+    model = from_model_cfg(cell["model"])
+    data = validated_data_config(cell["data"]) if check_data_files else data_config(cell["data"])
     check_batch_fits(cell["data"], int(recipe.batch_size))
-    from_mapping(LoggerConfig, cell["logger"], _unknown("logger"))
+    logger = from_mapping(LoggerConfig, cell["logger"], _unknown("logger"))
+    return CellConfig(model, data, recipe, runtime, logger)
+
+
+def validate_cell(cell: Mapping[str, Any], *, check_data_files: bool = True) -> None:
+    """Every check that can fail before training starts; ValueError names the field."""
+    typed_cell(cell, check_data_files=check_data_files)
 
 
 def cell_label(cell: Mapping[str, Any]) -> str:

@@ -11,7 +11,16 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.ops import SqueezeExcitation, StochasticDepth
 
-from rsscale.config import CONF_DIR, REPO_ROOT, SCHEMAS, cell_config, compose, validate_cell
+from rsscale.config import (
+    CONF_DIR,
+    REPO_ROOT,
+    SCHEMAS,
+    RuntimeConfig,
+    cell_config,
+    compose,
+    typed_cell,
+    validate_cell,
+)
 from rsscale.data import DATASETS, DataConfig, validate_data_cfg
 from rsscale.models import ResNetRS, ResNetRSConfig, build_model, from_model_cfg, resnet_rs
 from rsscale.schema import OMIT, cell_fields, defaults
@@ -92,3 +101,15 @@ def test_imports_point_one_way():
         "    assert not bad, (mod, bad)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+
+
+def test_typed_cell_reads_the_plain_cell_with_the_schema():
+    cell = cell_config(compose(["recipe=rs_paper", "model.depth=50", "data.train_res=160"]))
+    typed = typed_cell(cell)
+    assert typed.model == from_model_cfg(cell["model"]) and typed.model.dropout == 0.25  # Table 8
+    assert typed.recipe.ema_decay == 0.9999 and typed.recipe.name == "rs_paper"
+    assert typed.data.train_res == typed.data.eval_res == 160 and typed.data.max_unreadable_fraction == 0.001
+    del cell["runtime"]["sync_bn"]  # a field the cell lacks reads as the schema's default
+    assert typed_cell(cell).runtime.sync_bn is RuntimeConfig.sync_bn is True
+    with pytest.raises(ValueError, match=r"runtime\.nope is not a known field"):
+        typed_cell({**cell, "runtime": {**cell["runtime"], "nope": 1}})
