@@ -182,7 +182,7 @@ def _conv_bn_act(name: str, in_chs: int, out_chs: int, stride: int, eps: float, 
 
 class ResNetRS(nn.Module):
     """ResNet-RS of one `ResNetRSConfig` (validated when it is constructed), like nanoGPT's ``GPT(config)``;
-    `resnet_rs(...)` (keywords) and `build_model(model_cfg, num_classes, in_chans)` (the cell's dict) build one.
+    `resnet_rs(...)` (keywords) and `build_model(model_cfg, num_classes, in_chans)` (a cell dict) build one.
 
     Modules: ``stem`` (conv1..conv3 [+ conv4 replacing the max-pool]), ``layer1``..``layer4`` (stages c2..c5,
     timm's names), ``global_pool``, ``dropout``, ``fc``.
