@@ -3,6 +3,11 @@
 A cell config is the plain dict of the result-changing groups (model, data, recipe, runtime,
 logger). `auto` recipe values are resolved here (Table 8), so records show concrete values and
 the hash sees them. Validation raises ValueError naming the field, before anything runs.
+
+The schema: one dataclass per group holds its defaults and range checks (`RecipeConfig`,
+`RuntimeConfig`, `LoggerConfig` here; `rsscale.models.ResNetRSConfig`; `rsscale.data.DataConfig`).
+They are registered as the presets' base nodes in Hydra's ConfigStore at import (`register_schema`),
+and `typed_cell` reads a plain cell dict as those dataclasses.
 """
 
 from __future__ import annotations
@@ -13,13 +18,20 @@ import math
 import numbers
 import re
 from collections.abc import Mapping, Sequence
-from functools import cache
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from rsscale.train.recipe import LR_SCHEDULES, rs_paper_regularization
+from rsscale.data import DATASETS, DataConfig, check_batch_fits, data_config
+from rsscale.data.registry import preset_node as data_preset_node
+from rsscale.data.registry import validated_data_config
+from rsscale.models import ResNetRSConfig, from_model_cfg
+from rsscale.schema import cell_fields, from_mapping, preset_node
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
@@ -47,13 +59,43 @@ NON_RESULT_FIELDS = {
 }
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
+LOGGER_MODES = ("auto", "online", "offline", "disabled")
+LR_SCHEDULES = ("cosine", "step")
+
+# Paper Table 8: (depth, train_res) -> (dropout, stochastic depth rate, RandAugment magnitude).
+TABLE8: dict[tuple[int, int], tuple[float, float, int]] = {
+    (50, 160): (0.25, 0.0, 10),
+    (101, 160): (0.25, 0.0, 10),
+    (101, 192): (0.25, 0.0, 15),
+    (152, 192): (0.25, 0.0, 15),
+    (152, 224): (0.25, 0.0, 15),
+    (152, 256): (0.25, 0.0, 15),
+    (200, 256): (0.25, 0.1, 15),
+    (270, 256): (0.25, 0.1, 15),
+    (350, 256): (0.25, 0.1, 15),
+    (350, 320): (0.4, 0.1, 15),
+    (420, 320): (0.4, 0.1, 15),
+}
+
+
+def rs_paper_regularization(depth: int, train_res: int) -> dict[str, float]:
+    """Table 8's regularisation for a model; off-table cells follow the table's rule.
+
+    The rule that reproduces every row: dropout 0.25 (0.4 for the two largest models at >= 320 px),
+    stochastic depth 0.1 from RS-200 up, RandAugment 10 for the small models at <= 160 px, else 15.
+    """
+    if (depth, train_res) in TABLE8:
+        d, sd, ra = TABLE8[(depth, train_res)]
+    else:
+        d = 0.4 if depth >= 350 and train_res >= 320 else 0.25
+        sd = 0.1 if depth >= 200 else 0.0
+        ra = 10 if depth <= 101 and train_res <= 160 else 15
+    return {"dropout": d, "drop_path_rate": sd, "randaugment_magnitude": ra}
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
     """The composed config for a list of command-line style overrides (Hydra's compose API)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
+    register_schema()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides))
 
@@ -141,93 +183,191 @@ def _num(
         raise ValueError(f"{field} must be {'<' if hi_open else '<='} {hi}, got {value!r}")
 
 
-@cache
-def known_keys(group: str) -> frozenset[str]:
-    """The fields a config group may have: the union over its presets in conf/<group>/."""
-    keys: set[str] = set()
-    for path in sorted((CONF_DIR / group).glob("*.yaml")):
-        keys.update(k for k in OmegaConf.to_container(OmegaConf.load(path)) if k != "defaults")
-    return frozenset(keys)
+@dataclass(frozen=True)
+class RecipeConfig:
+    """The `recipe:` group: optimiser, schedule and regularisation of one cell (conf/recipe/ presets).
+
+    Defaults are the paper's ImageNet optimiser (batch 4096, LR 0.1 x batch/256, cosine, 5 warm-up
+    epochs, wd 4e-5) without the RS regularisation; `auto` (dropout, drop_path_rate,
+    randaugment_magnitude) means Table 8's value and is resolved by `cell_config` before validation.
+    """
+
+    name: str = "custom"
+    epochs: int = 350
+    batch_size: int = 4096  # global batch (all ranks, all accumulation steps)
+    lr_base: float = 0.1  # peak LR = lr_base * batch_size / 256
+    lr_schedule: str = "cosine"  # cosine | step (Table 1 baseline: x0.1 at 30/60/80% of training)
+    warmup_epochs: float = 5
+    weight_decay: float = 4.0e-5
+    wd_on_bn: bool = False
+    momentum: float = 0.9
+    nesterov: bool = False
+    label_smoothing: float = 0.0
+    ema_decay: float | None = None  # null = no EMA (Table 1 switch); the paper uses 0.9999
+    dropout: float | str = 0.0
+    drop_path_rate: float | str = 0.0
+    randaugment_magnitude: int | str | None = None
+    grad_accum_steps: int = 1
+
+    def __post_init__(self) -> None:
+        _num("recipe", "epochs", self.epochs, lo=1, integer=True)
+        _num("recipe", "batch_size", self.batch_size, lo=1, integer=True)
+        _num("recipe", "lr_base", self.lr_base, lo=0, lo_open=True)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"recipe.lr_schedule={self.lr_schedule!r}: allowed {', '.join(LR_SCHEDULES)}")
+        _num("recipe", "warmup_epochs", self.warmup_epochs, lo=0)
+        _num("recipe", "weight_decay", self.weight_decay, lo=0)
+        _num("recipe", "momentum", self.momentum, lo=0, hi=1, hi_open=True)
+        _num("recipe", "label_smoothing", self.label_smoothing, lo=0, hi=1, hi_open=True)
+        ema = self.ema_decay
+        _num("recipe", "ema_decay", ema, lo=0, hi=1, lo_open=True, hi_open=True, allow_none=True)
+        _num("recipe", "dropout", self.dropout, lo=0, hi=1, hi_open=True)
+        _num("recipe", "drop_path_rate", self.drop_path_rate, lo=0, hi=1, hi_open=True)
+        _num("recipe", "randaugment_magnitude", self.randaugment_magnitude, lo=0, hi=30, allow_none=True)
+        _num("recipe", "grad_accum_steps", self.grad_accum_steps, lo=1, integer=True)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """The `runtime:` group: seed and precision (hashed) and the speed, logging and path knobs
+    (`NON_RESULT_FIELDS`, not hashed)."""
+
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16, else fp32) | bf16 | fp32
+    channels_last: bool = True
+    compile: bool | str = "auto"  # auto (when training time >= compile_payback x compile time) | true | false
+    compile_payback: float = (
+        10.0  # runtime.compile=auto compiles cells that train this many times the compile time
+    )
+    deterministic: bool = False  # deterministic kernels (exact resume tests)
+    threads: int | None = None  # torch intra-op threads (null: torch's default / the job's CPUs)
+    eval_batch_size: int = 512
+    eval_every_epochs: int = 1
+    checkpoint_every_epochs: int = 1
+    checkpoint_every_minutes: float = 10.0
+    checkpoint_every_steps: int | None = None
+    log_every_steps: int = 50
+    progress: str = "auto"  # auto (bar on a terminal, log lines otherwise) | bar | log | none
+    measure_latency: bool = True
+    latency_batch: int = 128  # the paper's speed axis: train-step and inference time at this batch
+    latency_iters: int = 5
+    max_steps: int | None = None  # stop after this many optimiser steps (smoke tests)
+    sync_bn: bool = True  # SyncBatchNorm under DDP: same statistics as one process at the global batch
+    tasks: int = 1  # processes (one per GPU) that train this cell together with DDP
+    fail_at_step: int | None = None  # fault injection for testing the orchestrator: raise at this step
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"runtime.precision={self.precision!r}: allowed {', '.join(PRECISIONS)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"runtime.device={self.device!r}: allowed {', '.join(DEVICES)}")
+        if self.compile not in ("auto", True, False):
+            raise ValueError(f"runtime.compile={self.compile!r}: allowed auto, true, false")
+        _num("runtime", "compile_payback", self.compile_payback, lo=0, lo_open=True)
+        _num("runtime", "seed", self.seed, lo=0, integer=True)
+        _num("runtime", "tasks", self.tasks, lo=1, integer=True)
+        _num("runtime", "max_steps", self.max_steps, lo=1, integer=True, allow_none=True)
+
+
+@dataclass(frozen=True)
+class LoggerConfig:
+    """The `logger:` group. Weights & Biases is a dashboard; the run record is the source of truth."""
+
+    mode: str = (
+        "auto"  # auto (online with an API key, else offline for `wandb sync`) | online | offline | disabled
+    )
+    project: str = "rsscale"
+    entity: str | None = None
+    group: str | None = None  # default: the sweep name
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.mode not in LOGGER_MODES:
+            raise ValueError(f"logger.mode={self.mode!r}: allowed {', '.join(LOGGER_MODES)}")
+
+
+# The schema of each hand-checked group (model and data have their own error messages).
+SCHEMAS: dict[str, type] = {"recipe": RecipeConfig, "runtime": RuntimeConfig, "logger": LoggerConfig}
+
+
+def register_schema() -> None:
+    """The presets' base nodes in Hydra's ConfigStore: ``schema/<group>`` (``schema/data/<dataset>``).
+
+    A preset in conf/ starts its defaults list with ``/schema/<group>@_here_`` and overrides only what
+    differs. Plain dicts (not typed nodes), so that rsscale's validation names a bad field.
+    """
+    cs = ConfigStore.instance()
+    cs.store(group="schema", name="model", node=preset_node(ResNetRSConfig))
+    for name in DATASETS:
+        cs.store(group="schema/data", name=name, node=data_preset_node(name))
+    for group, cls in SCHEMAS.items():
+        cs.store(group="schema", name=group, node=preset_node(cls))
+
+
+register_schema()  # at import: `python -m rsscale.sweep` composes through @hydra.main
+
+
+def _unknown(group: str):
+    def error(keys: list[str], allowed: tuple[str, ...]) -> ValueError:
+        return ValueError(f"{group}.{keys[0]} is not a known field; allowed: {', '.join(sorted(allowed))}")
+
+    return error
 
 
 def check_unknown_keys(group: str, section: Mapping[str, Any]) -> None:
     """An unknown field (e.g. a `+recipe.lr=0.1` typo, which Hydra accepts) is an error, not ignored."""
-    unknown = sorted(set(section) - known_keys(group))
+    allowed = cell_fields(SCHEMAS[group])
+    unknown = sorted(set(section) - set(allowed))
     if unknown:
-        raise ValueError(
-            f"{group}.{unknown[0]} is not a known field; allowed: {', '.join(sorted(known_keys(group)))}"
-        )
+        raise _unknown(group)(unknown, allowed)
 
 
-def validate_recipe(recipe: Mapping[str, Any]) -> None:
-    _num("recipe", "epochs", recipe.get("epochs"), lo=1, integer=True)
-    _num("recipe", "batch_size", recipe.get("batch_size"), lo=1, integer=True)
-    _num("recipe", "lr_base", recipe.get("lr_base"), lo=0, lo_open=True)
-    if recipe.get("lr_schedule") not in LR_SCHEDULES:
-        raise ValueError(
-            f"recipe.lr_schedule={recipe.get('lr_schedule')!r}: allowed {', '.join(LR_SCHEDULES)}"
-        )
-    _num("recipe", "warmup_epochs", recipe.get("warmup_epochs"), lo=0)
-    _num("recipe", "weight_decay", recipe.get("weight_decay"), lo=0)
-    _num("recipe", "momentum", recipe.get("momentum"), lo=0, hi=1, hi_open=True)
-    _num("recipe", "label_smoothing", recipe.get("label_smoothing"), lo=0, hi=1, hi_open=True)
-    _num(
-        "recipe",
-        "ema_decay",
-        recipe.get("ema_decay"),
-        lo=0,
-        hi=1,
-        lo_open=True,
-        hi_open=True,
-        allow_none=True,
-    )
-    _num("recipe", "dropout", recipe.get("dropout"), lo=0, hi=1, hi_open=True)
-    _num("recipe", "drop_path_rate", recipe.get("drop_path_rate"), lo=0, hi=1, hi_open=True)
-    _num("recipe", "randaugment_magnitude", recipe.get("randaugment_magnitude"), lo=0, hi=30, allow_none=True)
-    _num("recipe", "grad_accum_steps", recipe.get("grad_accum_steps"), lo=1, integer=True)
+def validate_recipe(recipe: Mapping[str, Any]) -> RecipeConfig:
+    return from_mapping(RecipeConfig, recipe, _unknown("recipe"))
 
 
-def validate_runtime(runtime: Mapping[str, Any], batch_size: int, grad_accum: int) -> None:
-    if runtime.get("precision") not in PRECISIONS:
-        raise ValueError(f"runtime.precision={runtime.get('precision')!r}: allowed {', '.join(PRECISIONS)}")
-    if runtime.get("device") not in DEVICES:
-        raise ValueError(f"runtime.device={runtime.get('device')!r}: allowed {', '.join(DEVICES)}")
-    if runtime.get("compile") not in ("auto", True, False):
-        raise ValueError(f"runtime.compile={runtime.get('compile')!r}: allowed auto, true, false")
-    _num("runtime", "compile_payback", runtime.get("compile_payback", 10.0), lo=0, lo_open=True)
-    _num("runtime", "seed", runtime.get("seed"), lo=0, integer=True)
-    _num("runtime", "tasks", runtime.get("tasks"), lo=1, integer=True)
-    _num("runtime", "max_steps", runtime.get("max_steps"), lo=1, integer=True, allow_none=True)
-    tasks = int(runtime.get("tasks", 1))
-    if batch_size % (tasks * grad_accum):
+def validate_runtime(runtime: Mapping[str, Any], batch_size: int, grad_accum: int) -> RuntimeConfig:
+    rt = from_mapping(RuntimeConfig, runtime, _unknown("runtime"))
+    if batch_size % (rt.tasks * grad_accum):
         raise ValueError(
             f"recipe.batch_size={batch_size} is not divisible by runtime.tasks x recipe.grad_accum_steps "
-            f"= {tasks} x {grad_accum}: every DDP rank needs the same micro-batch"
+            f"= {rt.tasks} x {grad_accum}: every DDP rank needs the same micro-batch"
         )
+    return rt
 
 
-def validate_cell(cell: Mapping[str, Any], *, check_data_files: bool = True) -> None:
-    """Every check that can fail before training starts; ValueError names the field."""
-    from rsscale.data import validate_data_cfg
-    from rsscale.models import validate_model_cfg
-    from rsscale.train.wandb_log import resolve_mode
+@dataclass(frozen=True)
+class CellConfig:
+    """A resolved cell config as the typed groups (what `typed_cell` returns); the plain dict stays the
+    contract (records, hashes), this is how code reads it with the schema's defaults filled in."""
 
+    model: ResNetRSConfig
+    data: DataConfig
+    recipe: RecipeConfig
+    runtime: RuntimeConfig
+    logger: LoggerConfig
+
+
+def typed_cell(cell: Mapping[str, Any], *, check_data_files: bool = True) -> CellConfig:
+    """Every check that can fail before training starts (ValueError naming the field); the typed groups."""
     for g in CELL_GROUPS:
         if not isinstance(cell.get(g), Mapping):
             raise ValueError(f"config group {g!r} is missing")
     for g in ("recipe", "runtime", "logger"):
         check_unknown_keys(g, cell[g])
-    validate_recipe(cell["recipe"])
-    validate_runtime(
-        cell["runtime"], int(cell["recipe"]["batch_size"]), int(cell["recipe"]["grad_accum_steps"])
-    )
-    validate_model_cfg(cell["model"])
-    if check_data_files:
-        validate_data_cfg(cell["data"])
-    from rsscale.data.config import check_batch_fits
+    recipe = validate_recipe(cell["recipe"])
+    runtime = validate_runtime(cell["runtime"], int(recipe.batch_size), int(recipe.grad_accum_steps))
+    model = from_model_cfg(cell["model"])
+    data = validated_data_config(cell["data"]) if check_data_files else data_config(cell["data"])
+    check_batch_fits(cell["data"], int(recipe.batch_size))
+    logger = from_mapping(LoggerConfig, cell["logger"], _unknown("logger"))
+    return CellConfig(model, data, recipe, runtime, logger)
 
-    check_batch_fits(cell["data"], int(cell["recipe"]["batch_size"]))
-    resolve_mode(cell["logger"].get("mode", "auto"))
+
+def validate_cell(cell: Mapping[str, Any], *, check_data_files: bool = True) -> None:
+    """Every check that can fail before training starts; ValueError names the field."""
+    typed_cell(cell, check_data_files=check_data_files)
 
 
 def cell_label(cell: Mapping[str, Any]) -> str:

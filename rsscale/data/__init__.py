@@ -5,21 +5,27 @@ Entry points: :func:`build_data` (config -> :class:`DataBundle` of streams) and
 """
 
 from .build import DataBundle, build_data
-from .config import DATASETS, DataConfigError, DataNotFoundError, validate_data_cfg
+from .config import DataConfig, DataConfigError, DataNotFoundError, SyntheticDataConfig
 from .idx import read_idx, write_idx
 from .minival import split_indices
+from .registry import DATASETS, check_batch_fits, data_config, train_samples, validate_data_cfg
 from .streams import EvalStream, TrainStream
 
 __all__ = [
     "DATASETS",
     "DataBundle",
+    "DataConfig",
     "DataConfigError",
     "DataNotFoundError",
     "EvalStream",
+    "SyntheticDataConfig",
     "TrainStream",
     "build_data",
+    "check_batch_fits",
+    "data_config",
     "read_idx",
     "split_indices",
+    "train_samples",
     "validate_data_cfg",
     "write_idx",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -9,11 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import fashion_mnist as fm
 from . import imagenet as inet
-from . import synthetic as syn
-from .config import DataConfigError, check_data_cfg, resolve_num_workers, validate_data_cfg
+from .config import DataConfigError, resolve_num_workers
 from .minival import split_indices, take_subset
+from .registry import DATASETS, check_data_cfg, validated_data_config
 from .streams import EvalStream, InMemoryEvalStream, InMemoryTrainStream, TrainStream
 
 
@@ -66,7 +66,8 @@ def build_data(
     cannot evaluate on it by accident, and ImageNet skips scanning ``val/``.
     Raises DataConfigError (a ValueError) naming the bad ``data.*`` field.
     """
-    cfg = validate_data_cfg(data_cfg)  # cheap: schema, files present, train_subset fits
+    data_config = validated_data_config(data_cfg)  # cheap: schema, files present, train_subset fits
+    cfg = dataclasses.asdict(data_config)
     for key, v in (("eval_batch_size", eval_batch_size), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{key} must be an integer >= 1, got {v!r}")
@@ -77,24 +78,12 @@ def build_data(
     common = {"rank": rank, "world_size": world_size, "channels_last": channels_last, "device": device}
     name = cfg["name"]
 
-    if name in ("fashion_mnist", "synthetic"):
-        if name == "fashion_mnist":
-            arrays = fm.load_arrays(cfg["root"], cfg["download"])
-            train_x, train_y = fm.to_device(arrays["train_images"], arrays["train_labels"], device)
-            val_xy = (
-                None if for_minival_only else fm.to_device(arrays["val_images"], arrays["val_labels"], device)
-            )
-            mean, std, num_classes, in_chans, fill = fm.MEAN, fm.STD, fm.NUM_CLASSES, 1, 0
-            pad = fm.PAD
-        else:
-            num_classes, in_chans = cfg["num_classes"], syn.IN_CHANS
-            x, y = syn.make_split("train", cfg["size"], num_classes)
-            train_x, train_y = x.to(device), y.to(device)
-            val_xy = None
-            if not for_minival_only:
-                vx, vy = syn.make_split("val", cfg["val_size"], num_classes)
-                val_xy = (vx.to(device), vy.to(device))
-            mean, std, fill, pad = syn.MEAN, syn.STD, 128, 2
+    load_in_memory = DATASETS[name].load_in_memory
+    if load_in_memory is not None:
+        data = load_in_memory(data_config, device, not for_minival_only)
+        (train_x, train_y), val_xy = data.train, data.val
+        mean, std, fill, pad = data.mean, data.std, data.fill, data.pad
+        num_classes, in_chans = data.num_classes, data.in_chans
         if cfg["crop_pad"] is not None:
             pad = cfg["crop_pad"]
         n = len(train_y)

@@ -1,15 +1,12 @@
 """ResNet-RS models, parameter / FLOP counting and timm weight compatibility."""
 
+from .config import DEPTH_BLOCKS, DROP_PATH_SCHEDULES, MODELS, STEMS, ResNetRSConfig, from_model_cfg
 from .counting import count_flops, count_params, flops_by_module, model_cost
 from .resnet_rs import (
-    DEPTH_BLOCKS,
-    DROP_PATH_SCHEDULES,
     MODEL_CFG_KEYS,
-    STEMS,
     Bottleneck,
     DropPath,
     ResNetRS,
-    SqueezeExcite,
     build_model,
     drop_path_rates,
     make_divisible,
@@ -26,8 +23,10 @@ __all__ = [
     "STEMS",
     "Bottleneck",
     "DropPath",
+    "MODELS",
     "ResNetRS",
-    "SqueezeExcite",
+    "ResNetRSConfig",
+    "from_model_cfg",
     "build_model",
     "count_flops",
     "count_params",

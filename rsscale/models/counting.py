@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .resnet_rs import DEPTH_BLOCKS, _cfg_kwargs, resnet_rs, validate_model_cfg
+from .config import from_model_cfg
+from .resnet_rs import resnet_rs
 
 __all__ = ["count_params", "count_flops", "flops_by_module", "model_cost"]
 
@@ -148,17 +149,15 @@ def model_cost(
     Validates the config (ValueError as `build_model`), builds on the meta device and caches by the
     fields that change the counts (blocks, width, stem, se_ratio, resnet_d) plus the other arguments.
     """
-    validate_model_cfg(model_cfg, num_classes=num_classes, in_chans=in_chans)
+    cfg = from_model_cfg(model_cfg, num_classes=num_classes, in_chans=in_chans)
     if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral) or resolution < 1:
         raise ValueError(f"resolution={resolution!r} is not allowed; give a positive integer (pixels)")
-    kw = _cfg_kwargs(model_cfg)
-    blocks = tuple(kw["blocks"]) if kw["blocks"] is not None else DEPTH_BLOCKS[kw["depth"]]
     params, flops = _cost(
-        blocks,
-        float(kw["width"]),
-        kw["stem"],
-        float(kw["se_ratio"]),
-        kw["resnet_d"],
+        cfg.stage_blocks,
+        float(cfg.width),
+        cfg.stem,
+        float(cfg.se_ratio),
+        cfg.resnet_d,
         int(resolution),
         int(num_classes),
         int(in_chans),

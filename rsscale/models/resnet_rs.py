@@ -13,23 +13,27 @@ study widths 0.25/0.5/1.0/1.5/2.0 are exact (no rounding happens: 32 * 0.25 = 8)
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
+from torchvision.ops import SqueezeExcitation, StochasticDepth
+
+from rsscale.schema import cell_fields, defaults
+
+from .config import DEPTH_BLOCKS, DROP_PATH_SCHEDULES, STEMS, ResNetRSConfig, from_model_cfg
 
 __all__ = [
     "DEPTH_BLOCKS",
     "STEMS",
     "DROP_PATH_SCHEDULES",
+    "MODEL_CFG_DEFAULTS",
     "MODEL_CFG_KEYS",
     "ResNetRS",
+    "ResNetRSConfig",
     "Bottleneck",
-    "SqueezeExcite",
     "DropPath",
     "resnet_rs",
     "build_model",
@@ -39,41 +43,13 @@ __all__ = [
     "drop_path_rates",
 ]
 
-# Blocks per stage (c2, c3, c4, c5); reference table, section 1.
-DEPTH_BLOCKS: dict[int, tuple[int, int, int, int]] = {
-    26: (2, 2, 2, 2),
-    50: (3, 4, 6, 3),
-    101: (3, 4, 23, 3),
-    152: (3, 8, 36, 3),
-    200: (3, 24, 36, 3),
-    270: (4, 29, 53, 4),
-    300: (4, 36, 54, 4),
-    350: (4, 36, 72, 4),
-    400: (6, 48, 72, 6),
-    420: (4, 44, 87, 4),
-}
-STEMS = ("released", "paper", "small")
-DROP_PATH_SCHEDULES = ("stage", "linear")
 STAGE_BASE_WIDTHS = (64, 128, 256, 512)
 STEM_BASE_WIDTHS = (32, 32, 64)
 EXPANSION = 4
 
-# Defaults of the `model:` config group (docs/contracts.md); `name` is accepted and checked separately.
-MODEL_CFG_DEFAULTS: dict[str, Any] = {
-    "depth": 50,
-    "blocks": None,
-    "width": 1.0,
-    "stem": "released",
-    "se_ratio": 0.25,
-    "drop_path_rate": 0.0,
-    "drop_path_schedule": "stage",
-    "dropout": 0.0,
-    "resnet_d": True,
-    "zero_init_last_bn": True,
-    "bn_eps": 1e-5,
-    "bn_momentum": 0.1,
-}
-MODEL_CFG_KEYS = frozenset(MODEL_CFG_DEFAULTS) | {"name"}
+# Defaults of the `model:` config group (docs/contracts.md), from the schema; `name` is checked separately.
+MODEL_CFG_DEFAULTS: dict[str, Any] = {k: v for k, v in defaults(ResNetRSConfig).items() if k != "name"}
+MODEL_CFG_KEYS = frozenset(cell_fields(ResNetRSConfig))
 
 
 def make_divisible(v: float, divisor: int = 8, round_limit: float = 0.9) -> int:
@@ -108,156 +84,24 @@ def drop_path_rates(blocks: Sequence[int], rate: float, schedule: str = "stage")
     raise ValueError(f"model.drop_path_schedule={schedule!r} is unknown; allowed: {allowed}")
 
 
-# --------------------------------------------------------------------------------------------- validation
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _check_fraction(name: str, v: Any) -> None:
-    if not _is_number(v) or not 0.0 <= v < 1.0:
-        raise ValueError(f"model.{name}={v!r} is not allowed; give a probability in [0, 1)")
-
-
-def _check_bool(name: str, v: Any) -> None:
-    if not isinstance(v, bool):
-        raise ValueError(f"model.{name}={v!r} is not allowed; give true or false")
-
-
-def _resolve_blocks(depth: Any, blocks: Any) -> tuple[int, int, int, int]:
-    if blocks is not None:
-        ok = (
-            isinstance(blocks, Sequence)
-            and not isinstance(blocks, (str, bytes))
-            and len(blocks) == 4
-            and all(_is_int(b) and b > 0 for b in blocks)
-        )
-        if not ok:
-            raise ValueError(
-                f"model.blocks={blocks!r} is not allowed; give four positive integers [c2, c3, c4, c5] "
-                "(blocks per stage) or null to use model.depth"
-            )
-        return tuple(int(b) for b in blocks)  # type: ignore[return-value]
-    if isinstance(depth, bool) or depth not in DEPTH_BLOCKS:
-        allowed = ", ".join(str(d) for d in DEPTH_BLOCKS)
-        raise ValueError(
-            f"model.depth={depth!r} is not a ResNet-RS depth; allowed: {allowed}, "
-            "or give model.blocks=[c2, c3, c4, c5]"
-        )
-    return DEPTH_BLOCKS[depth]
-
-
-def _validate(
-    depth: Any,
-    width: Any,
-    num_classes: Any,
-    in_chans: Any,
-    blocks: Any,
-    se_ratio: Any,
-    drop_path_rate: Any,
-    drop_path_schedule: Any,
-    dropout: Any,
-    stem: Any,
-    resnet_d: Any,
-    zero_init_last_bn: Any,
-    bn_eps: Any,
-    bn_momentum: Any,
-) -> tuple[int, int, int, int]:
-    """Raise ValueError naming the first bad field; return the blocks per stage."""
-    stage_blocks = _resolve_blocks(depth, blocks)
-    if not _is_number(width) or width <= 0:
-        raise ValueError(f"model.width={width!r} is not allowed; give a positive number (e.g. 0.25 .. 2.0)")
-    for name, v in (("num_classes", num_classes), ("in_chans", in_chans)):
-        if not _is_int(v) or v < 1:
-            raise ValueError(f"{name}={v!r} is not allowed; give a positive integer")
-    if stem not in STEMS:
-        raise ValueError(f"model.stem={stem!r} is unknown; allowed: {', '.join(STEMS)}")
-    if drop_path_schedule not in DROP_PATH_SCHEDULES:
-        raise ValueError(
-            f"model.drop_path_schedule={drop_path_schedule!r} is unknown; "
-            f"allowed: {', '.join(DROP_PATH_SCHEDULES)}"
-        )
-    if not _is_number(se_ratio) or se_ratio < 0:
-        raise ValueError(f"model.se_ratio={se_ratio!r} is not allowed; give a number >= 0 (0 disables SE)")
-    _check_fraction("drop_path_rate", drop_path_rate)
-    _check_fraction("dropout", dropout)
-    _check_bool("resnet_d", resnet_d)
-    _check_bool("zero_init_last_bn", zero_init_last_bn)
-    if not _is_number(bn_eps) or bn_eps <= 0:
-        raise ValueError(f"model.bn_eps={bn_eps!r} is not allowed; give a positive number (e.g. 1e-5)")
-    if not _is_number(bn_momentum) or not 0.0 < bn_momentum <= 1.0:
-        raise ValueError(
-            f"model.bn_momentum={bn_momentum!r} is not allowed; give a number in (0, 1] "
-            "(PyTorch convention: weight of the new batch statistics; TF momentum m is 1 - m here)"
-        )
-    return stage_blocks
-
-
-def _cfg_kwargs(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(model_cfg, Mapping):
-        raise ValueError(f"model config must be a mapping, got {type(model_cfg).__name__}")
-    unknown = sorted(set(model_cfg) - MODEL_CFG_KEYS)
-    if unknown:
-        raise ValueError(f"unknown model config key(s) {unknown}; allowed: {sorted(MODEL_CFG_KEYS)}")
-    name = model_cfg.get("name", "resnet_rs")
-    if name not in (None, "resnet_rs"):
-        raise ValueError(f"model.name={name!r} is not built by rsscale.models; allowed: resnet_rs")
-    kwargs = dict(MODEL_CFG_DEFAULTS)
-    kwargs.update({k: v for k, v in model_cfg.items() if k != "name"})
-    blocks = kwargs["blocks"]
-    if isinstance(blocks, Sequence) and not isinstance(blocks, (str, bytes)):
-        kwargs["blocks"] = list(blocks)  # tuples, OmegaConf ListConfig -> list
-    return kwargs
-
-
 def validate_model_cfg(model_cfg: Mapping[str, Any], num_classes: int = 1000, in_chans: int = 3) -> None:
     """Raise the ValueError `build_model` would raise, without building anything."""
-    kw = _cfg_kwargs(model_cfg)
-    _validate(num_classes=num_classes, in_chans=in_chans, **kw)
+    from_model_cfg(model_cfg, num_classes, in_chans)
 
 
 # ------------------------------------------------------------------------------------------------ modules
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: zero the residual branch of a whole sample with probability `drop_prob`.
-
-    Vectorised (one Bernoulli mask tensor per batch), scaled by 1/keep in training, identity in eval.
-    """
+class DropPath(StochasticDepth):
+    """torchvision's `StochasticDepth` in ``row`` mode (one Bernoulli draw per sample, scaled by 1/keep in
+    training, identity in eval), with timm's attribute name ``drop_prob`` for the rate."""
 
     def __init__(self, drop_prob: float = 0.0):
-        super().__init__()
-        self.drop_prob = float(drop_prob)
+        super().__init__(float(drop_prob), "row")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.drop_prob == 0.0:
-            return x
-        keep = 1.0 - self.drop_prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask.div_(keep)
-
-    def extra_repr(self) -> str:
-        return f"drop_prob={self.drop_prob:.4g}"
-
-
-class SqueezeExcite(nn.Module):
-    """Global average pool, 1x1 conv (bias) down, ReLU, 1x1 conv (bias) up, sigmoid gate."""
-
-    def __init__(self, channels: int, rd_channels: int):
-        super().__init__()
-        self.fc1 = nn.Conv2d(channels, rd_channels, 1, bias=True)
-        self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(rd_channels, channels, 1, bias=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean((2, 3), keepdim=True)
-        s = self.fc2(self.act(self.fc1(s)))
-        return x * torch.sigmoid(s)
+    @property
+    def drop_prob(self) -> float:
+        return self.p
 
 
 def _bn(channels: int, eps: float, momentum: float) -> nn.BatchNorm2d:
@@ -295,7 +139,9 @@ class Bottleneck(nn.Module):
         self.bn3 = _bn(out_chs, bn_eps, bn_momentum)
         if se_ratio > 0:
             rd_chs = make_divisible(out_chs * se_ratio, 8, round_limit=0.0)  # timm's SE rounding
-            self.se: nn.Module = SqueezeExcite(out_chs, rd_chs)
+            # torchvision's SE: global average pool, 1x1 conv (bias), ReLU, 1x1 conv (bias), sigmoid gate;
+            # its fc1/fc2 are timm's names, so released weights load unchanged
+            self.se: nn.Module = SqueezeExcitation(out_chs, rd_chs)
         else:
             self.se = nn.Identity()
         self.drop_path = DropPath(drop_path)
@@ -335,7 +181,8 @@ def _conv_bn_act(name: str, in_chs: int, out_chs: int, stride: int, eps: float, 
 
 
 class ResNetRS(nn.Module):
-    """ResNet-RS. Build it with `resnet_rs(...)` or `build_model(cfg, ...)`, which validate arguments.
+    """ResNet-RS of one `ResNetRSConfig` (validated when it is constructed), like nanoGPT's ``GPT(config)``;
+    `resnet_rs(...)` (keywords) and `build_model(model_cfg, num_classes, in_chans)` (a cell dict) build one.
 
     Modules: ``stem`` (conv1..conv3 [+ conv4 replacing the max-pool]), ``layer1``..``layer4`` (stages c2..c5,
     timm's names), ``global_pool``, ``dropout``, ``fc``.
@@ -344,35 +191,23 @@ class ResNetRS(nn.Module):
     ``drop_path_rates`` (per stage, per block), ``depth`` (label), ``width``.
     """
 
-    def __init__(
-        self,
-        blocks: Sequence[int],
-        width: float = 1.0,
-        num_classes: int = 1000,
-        in_chans: int = 3,
-        *,
-        depth: int | None = None,
-        se_ratio: float = 0.25,
-        drop_path_rate: float = 0.0,
-        drop_path_schedule: str = "stage",
-        dropout: float = 0.0,
-        stem: str = "released",
-        resnet_d: bool = True,
-        zero_init_last_bn: bool = True,
-        bn_eps: float = 1e-5,
-        bn_momentum: float = 0.1,
-    ):
+    def __init__(self, cfg: ResNetRSConfig):
         super().__init__()
-        self.depth = depth
-        self.width = width
-        self.num_classes = num_classes
+        self.cfg = cfg
+        width, in_chans, stem = cfg.width, cfg.in_chans, cfg.stem
+        bn_eps, bn_momentum = float(cfg.bn_eps), float(cfg.bn_momentum)
+        self.depth = cfg.depth
+        self.width = float(width)
+        self.num_classes = cfg.num_classes
         self.in_chans = in_chans
         self.stem_type = stem
-        self.blocks_per_stage = tuple(int(b) for b in blocks)
+        self.blocks_per_stage = cfg.stage_blocks
         self.stem_widths = tuple(scale_width(c, width) for c in STEM_BASE_WIDTHS)
         self.stage_widths = tuple(scale_width(c, width) for c in STAGE_BASE_WIDTHS)
         self.feature_dim = self.stage_widths[-1] * EXPANSION
-        self.drop_path_rates = drop_path_rates(self.blocks_per_stage, drop_path_rate, drop_path_schedule)
+        self.drop_path_rates = drop_path_rates(
+            self.blocks_per_stage, float(cfg.drop_path_rate), cfg.drop_path_schedule
+        )
 
         # Stem. released: deep stem (3x3/2, 3x3, 3x3) + 3x3/2 conv in place of the max-pool (stride 4);
         # paper: deep stem only (stride 2), c2 downsamples; small: stride-1 deep stem, c2 at stride 1.
@@ -397,9 +232,9 @@ class ResNetRS(nn.Module):
                         in_chs,
                         f,
                         stride=stage_stride if i == 0 else 1,
-                        se_ratio=se_ratio,
+                        se_ratio=float(cfg.se_ratio),
                         drop_path=self.drop_path_rates[k][i],
-                        resnet_d=resnet_d,
+                        resnet_d=cfg.resnet_d,
                         bn_eps=bn_eps,
                         bn_momentum=bn_momentum,
                     )
@@ -408,9 +243,9 @@ class ResNetRS(nn.Module):
             self.add_module(f"layer{k + 1}", nn.Sequential(*stage))
 
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(self.feature_dim, num_classes)
-        self.init_weights(zero_init_last_bn)
+        self.dropout = nn.Dropout(float(cfg.dropout))
+        self.fc = nn.Linear(self.feature_dim, cfg.num_classes)
+        self.init_weights(cfg.zero_init_last_bn)
 
     @torch.no_grad()
     def init_weights(self, zero_init_last_bn: bool = True) -> None:
@@ -466,60 +301,21 @@ def resnet_rs(
     width: float = 1.0,
     num_classes: int = 1000,
     in_chans: int = 3,
-    *,
-    blocks: Sequence[int] | None = None,
-    se_ratio: float = 0.25,
-    drop_path_rate: float = 0.0,
-    drop_path_schedule: str = "stage",
-    dropout: float = 0.0,
-    stem: str = "released",
-    resnet_d: bool = True,
-    zero_init_last_bn: bool = True,
-    bn_eps: float = 1e-5,
-    bn_momentum: float = 0.1,
+    **fields: Any,
 ) -> ResNetRS:
-    """Build ResNet-RS-`depth` (or explicit `blocks=[c2, c3, c4, c5]`; depth is then only a label).
+    """Build ResNet-RS-`depth` (or explicit ``blocks=[c2, c3, c4, c5]``; depth is then only a label);
+    `fields` are the other `ResNetRSConfig` fields (se_ratio, stem, drop_path_rate, ...).
 
     Raises ValueError naming the field for any argument outside what is allowed. Builds on the current
     default device, so ``with torch.device("meta"): resnet_rs(420)`` costs no memory.
     """
-    stage_blocks = _validate(
-        depth=depth,
-        width=width,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        blocks=blocks,
-        se_ratio=se_ratio,
-        drop_path_rate=drop_path_rate,
-        drop_path_schedule=drop_path_schedule,
-        dropout=dropout,
-        stem=stem,
-        resnet_d=resnet_d,
-        zero_init_last_bn=zero_init_last_bn,
-        bn_eps=bn_eps,
-        bn_momentum=bn_momentum,
-    )
-    return ResNetRS(
-        stage_blocks,
-        float(width),
-        int(num_classes),
-        int(in_chans),
-        depth=depth,
-        se_ratio=float(se_ratio),
-        drop_path_rate=float(drop_path_rate),
-        drop_path_schedule=drop_path_schedule,
-        dropout=float(dropout),
-        stem=stem,
-        resnet_d=resnet_d,
-        zero_init_last_bn=zero_init_last_bn,
-        bn_eps=float(bn_eps),
-        bn_momentum=float(bn_momentum),
-    )
+    cfg = ResNetRSConfig(depth=depth, width=width, num_classes=num_classes, in_chans=in_chans, **fields)
+    return ResNetRS(cfg)
 
 
-def build_model(model_cfg: Mapping[str, Any], num_classes: int, in_chans: int) -> ResNetRS:
-    """Build from the `model:` dict of docs/contracts.md.
+def build_model(model_cfg: Mapping[str, Any] | ResNetRSConfig, num_classes: int, in_chans: int) -> ResNetRS:
+    """Build from the `model:` dict of docs/contracts.md (or a `ResNetRSConfig`).
 
     Missing keys take the defaults, unknown keys raise ValueError, `name` must be absent or "resnet_rs".
     """
-    return resnet_rs(num_classes=num_classes, in_chans=in_chans, **_cfg_kwargs(model_cfg))
+    return ResNetRS(from_model_cfg(model_cfg, num_classes, in_chans))

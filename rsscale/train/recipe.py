@@ -11,38 +11,9 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-# Paper Table 8: (depth, train_res) -> (dropout, stochastic depth rate, RandAugment magnitude).
-TABLE8: dict[tuple[int, int], tuple[float, float, int]] = {
-    (50, 160): (0.25, 0.0, 10),
-    (101, 160): (0.25, 0.0, 10),
-    (101, 192): (0.25, 0.0, 15),
-    (152, 192): (0.25, 0.0, 15),
-    (152, 224): (0.25, 0.0, 15),
-    (152, 256): (0.25, 0.0, 15),
-    (200, 256): (0.25, 0.1, 15),
-    (270, 256): (0.25, 0.1, 15),
-    (350, 256): (0.25, 0.1, 15),
-    (350, 320): (0.4, 0.1, 15),
-    (420, 320): (0.4, 0.1, 15),
-}
+from rsscale.config import LR_SCHEDULES, TABLE8, rs_paper_regularization  # noqa: F401 (the recipe's names)
 
 STEP_MILESTONES = (0.3, 0.6, 0.8)  # the classic step schedule: x0.1 at 30/60/80% of training
-LR_SCHEDULES = ("cosine", "step")
-
-
-def rs_paper_regularization(depth: int, train_res: int) -> dict[str, float]:
-    """Table 8's regularisation for a model; off-table cells follow the table's rule.
-
-    The rule that reproduces every row: dropout 0.25 (0.4 for the two largest models at >= 320 px),
-    stochastic depth 0.1 from RS-200 up, RandAugment 10 for the small models at <= 160 px, else 15.
-    """
-    if (depth, train_res) in TABLE8:
-        d, sd, ra = TABLE8[(depth, train_res)]
-    else:
-        d = 0.4 if depth >= 350 and train_res >= 320 else 0.25
-        sd = 0.1 if depth >= 200 else 0.0
-        ra = 10 if depth <= 101 and train_res <= 160 else 15
-    return {"dropout": d, "drop_path_rate": sd, "randaugment_magnitude": ra}
 
 
 def peak_lr(lr_base: float, global_batch: int) -> float:

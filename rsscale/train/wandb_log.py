@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rsscale.config import LOGGER_MODES as MODES  # one list of modes: the logger schema's
+
 log = logging.getLogger(__name__)
-MODES = ("auto", "online", "offline", "disabled")
 
 
 def resolve_mode(mode: str) -> str:

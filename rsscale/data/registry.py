@@ -1,0 +1,180 @@
+"""The datasets by name: ``DATASETS = {"fashion_mnist": ..., "imagenet": ..., "synthetic": ...}``.
+
+Each entry names its schema (`DataConfig` or a subclass with the dataset's own fields), the extra
+fields its preset composes, the cheap check that its files are there, the size of its training
+pool when known without scanning, and (in-memory datasets) how to load its tensors. Imports point
+one way: config (schema) <- dataset modules <- registry <- build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rsscale import schema
+
+from . import fashion_mnist as fm
+from . import imagenet as inet
+from . import synthetic as syn
+from .config import DataConfig, DataConfigError, DataNotFoundError, SyntheticDataConfig
+from .minival import minival_count
+
+
+@dataclass(frozen=True)
+class InMemory:
+    """An in-memory dataset's tensors (uint8 images [N, C, H, W], int64 labels) and normalisation."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int
+    in_chans: int
+    fill: int  # RandAugment fill value
+    pad: int  # default random-crop padding (data.crop_pad overrides)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    schema: type[DataConfig]
+    check_files: Callable[[DataConfig], None]
+    train_pool: Callable[[DataConfig], int | None]  # images before minival; None: unknown without scanning
+    preset_fields: tuple[str, ...] = ()  # schema fields its preset composes beyond the common ones
+    load_in_memory: Callable[[DataConfig, torch.device, bool], InMemory] | None = None  # None: image tree
+
+
+def _fm_files(cfg: DataConfig) -> None:
+    if fm.find_fashion_mnist(cfg.root) is None and not cfg.download:
+        raise fm.not_found_error(cfg.root)
+
+
+def _fm_load(cfg: DataConfig, device: torch.device, with_val: bool) -> InMemory:
+    arrays = fm.load_arrays(cfg.root, cfg.download)
+    train = fm.to_device(arrays["train_images"], arrays["train_labels"], device)
+    val = fm.to_device(arrays["val_images"], arrays["val_labels"], device) if with_val else None
+    return InMemory(train, val, fm.MEAN, fm.STD, fm.NUM_CLASSES, 1, fill=0, pad=fm.PAD)
+
+
+def _syn_load(cfg: SyntheticDataConfig, device: torch.device, with_val: bool) -> InMemory:
+    x, y = syn.make_split("train", cfg.size, cfg.num_classes)
+    val = None
+    if with_val:
+        vx, vy = syn.make_split("val", cfg.val_size, cfg.num_classes)
+        val = (vx.to(device), vy.to(device))
+    train = (x.to(device), y.to(device))
+    return InMemory(train, val, syn.MEAN, syn.STD, cfg.num_classes, syn.IN_CHANS, fill=128, pad=2)
+
+
+DATASETS: dict[str, Dataset] = {
+    "fashion_mnist": Dataset(DataConfig, _fm_files, lambda cfg: fm.TRAIN_SIZE, load_in_memory=_fm_load),
+    "imagenet": Dataset(
+        DataConfig,
+        lambda cfg: inet.check_tree(cfg.root),
+        lambda cfg: None,  # unknown without scanning the tree; build_data checks it
+        preset_fields=("max_unreadable_fraction",),
+    ),
+    "synthetic": Dataset(
+        SyntheticDataConfig,
+        lambda cfg: None,
+        lambda cfg: cfg.size,
+        preset_fields=("num_classes", "size"),
+        load_in_memory=_syn_load,
+    ),
+}
+# Fields only some datasets have; the others accept them only as null.
+_EXTRA = {f.name for d in DATASETS.values() for f in dataclasses.fields(d.schema)} - {
+    f.name for f in dataclasses.fields(DataConfig)
+}
+
+
+def preset_node(name: str) -> dict[str, Any]:
+    """The base node of `conf/data/<name>.yaml`: the common defaults plus the dataset's preset fields."""
+    spec = DATASETS[name]
+    own = schema.defaults(spec.schema)
+    return schema.preset_node(DataConfig, name=name, **{k: own[k] for k in spec.preset_fields})
+
+
+def data_config(data_cfg: Mapping) -> DataConfig:
+    """Schema checks only (types, ranges, unknown keys): the dataset's config dataclass."""
+    if not isinstance(data_cfg, Mapping):
+        raise DataConfigError(f"data must be a mapping, got {type(data_cfg).__name__}")
+    allowed = [f.name for f in dataclasses.fields(DataConfig)] + sorted(_EXTRA)
+    unknown = sorted(set(data_cfg) - set(allowed))
+    if unknown:
+        raise DataConfigError(f"data.{unknown[0]} is not a known key; allowed keys: {', '.join(allowed)}")
+    cfg = dict(data_cfg)
+    name = cfg.get("name", DataConfig.name)
+    if name not in DATASETS:
+        raise DataConfigError(f"data.name must be one of {', '.join(DATASETS)}; got {name!r}")
+    own = {f.name for f in dataclasses.fields(DATASETS[name].schema)}
+    for key in sorted(_EXTRA):
+        if key in own:
+            if cfg.get(key, 0) is None:
+                del cfg[key]  # null: the default
+        elif cfg.pop(key, None) is not None:
+            raise DataConfigError(f"data.{key} only applies to data.name=synthetic (got data.name={name})")
+    return DATASETS[name].schema(**cfg)
+
+
+def check_data_cfg(data_cfg: Mapping) -> dict[str, Any]:
+    """Schema checks only (types, ranges, unknown keys); returns the config with defaults filled."""
+    return dataclasses.asdict(data_config(data_cfg))
+
+
+def validate_data_cfg(data_cfg: Mapping) -> dict[str, Any]:
+    """Check ``data_cfg`` without loading any data; raise DataConfigError naming the field.
+
+    Beyond the schema this checks that the data is there (Fashion-MNIST IDX files, the ImageNet
+    ``train/`` and ``val/`` directories) and that ``train_subset`` fits, so that a sweep fails
+    before it submits anything. Returns the config with defaults filled in.
+    """
+    return dataclasses.asdict(validated_data_config(data_cfg))
+
+
+def validated_data_config(data_cfg: Mapping) -> DataConfig:
+    """`validate_data_cfg`'s checks; the dataset's config dataclass."""
+    cfg = data_config(data_cfg)
+    spec = DATASETS[cfg.name]
+    downloadable = cfg.name == "fashion_mnist" and cfg.download
+    root = cfg.root
+    if cfg.name != "synthetic" and root is not None and not os.path.isdir(root) and not downloadable:
+        raise DataNotFoundError(f"data.root={root} does not exist (or is not a directory)")
+    spec.check_files(cfg)
+    pool = spec.train_pool(cfg)
+    if pool is not None and cfg.minival_fraction and not minival_count(pool, cfg.minival_fraction):
+        raise DataConfigError(
+            f"data.minival_fraction={cfg.minival_fraction} of {pool} images is an empty minival; "
+            "use a larger fraction, or null for no minival"
+        )
+    if pool is not None and cfg.train_subset is not None:
+        left = pool - minival_count(pool, cfg.minival_fraction)
+        if cfg.train_subset > left:
+            raise DataConfigError(
+                f"data.train_subset={cfg.train_subset} exceeds the {left} training samples left after minival"
+            )
+    return cfg
+
+
+def train_samples(data_cfg: Mapping) -> int | None:
+    """Training images after minival and train_subset, where known without scanning (None: ImageNet)."""
+    cfg = data_config(data_cfg)
+    pool = DATASETS[cfg.name].train_pool(cfg)
+    if pool is None:
+        return None
+    left = pool - minival_count(pool, cfg.minival_fraction)
+    return min(left, cfg.train_subset) if cfg.train_subset is not None else left
+
+
+def check_batch_fits(data_cfg: Mapping, global_batch: int) -> None:
+    """A global batch larger than the training set would train zero steps: an error before launch."""
+    n = train_samples(data_cfg)
+    if n is not None and global_batch > n:
+        raise DataConfigError(
+            f"recipe.batch_size={global_batch} is larger than the {n} training images of data.name="
+            f"{data_cfg.get('name')} (after minival and train_subset); lower the batch or use more data"
+        )
