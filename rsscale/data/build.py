@@ -12,7 +12,13 @@ import torch
 from . import fashion_mnist as fm
 from . import imagenet as inet
 from . import synthetic as syn
-from .config import DataConfigError, check_data_cfg, resolve_num_workers, validate_data_cfg
+from .config import (
+    DataConfigError,
+    check_data_cfg,
+    resolve_decode,
+    resolve_num_workers,
+    validate_data_cfg,
+)
 from .minival import split_indices, take_subset
 from .streams import EvalStream, InMemoryEvalStream, InMemoryTrainStream, TrainStream
 
@@ -128,6 +134,8 @@ def build_data(
         num_workers = resolve_num_workers(cfg["num_workers"])
         train_dir = os.path.join(cfg["root"], "train")
         bad_log = None if bad_image_log is None else str(bad_image_log)  # unreadable files: listed, skipped
+        decode_on = resolve_decode(cfg["decode"], device)  # None: PIL in the workers
+        raw = {"raw": decode_on is not None}
         train_ds = inet.ImageTreeDataset(
             train_dir,
             tree["train_paths"],
@@ -136,13 +144,20 @@ def build_data(
             seed=seed,
             random=True,
             bad_log=bad_log,
+            **raw,
         )
         eval_tf = inet.eval_transform(cfg["eval_res"])
         train = inet.LoaderTrainStream(
-            train_ds, train_idx, batch_size=batch_size, seed=seed, num_workers=num_workers, **common
+            train_ds,
+            train_idx,
+            batch_size=batch_size,
+            seed=seed,
+            num_workers=num_workers,
+            decode_on=decode_on,
+            **common,
         )
         _check_steps(train)  # before minival/val start workers
-        ev = {"batch_size": eval_batch_size, "num_workers": num_workers, **common}
+        ev = {"batch_size": eval_batch_size, "num_workers": num_workers, "decode_on": decode_on, **common}
         minival_ds = inet.ImageTreeDataset(
             train_dir,
             tree["train_paths"],
@@ -151,6 +166,7 @@ def build_data(
             seed=seed,
             random=False,
             bad_log=bad_log,
+            **raw,
         )
         minival = inet.LoaderEvalStream(minival_ds, minival_idx, **ev)
         val = None
@@ -163,6 +179,7 @@ def build_data(
                 seed=seed,
                 random=False,
                 bad_log=bad_log,
+                **raw,
             )
             val = inet.LoaderEvalStream(val_ds, np.arange(len(tree["val_paths"])), persistent=False, **ev)
         num_classes, in_chans = len(tree["classes"]), inet.IN_CHANS

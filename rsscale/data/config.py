@@ -28,7 +28,9 @@ DEFAULTS: dict[str, Any] = {
     "crop_pad": None,  # in-memory datasets: random-crop padding in px (null: the dataset's default, 0: off)
     "flip": True,  # random horizontal flip in training
     "max_unreadable_fraction": 0.001,  # image trees: share of undecodable files skipped (and listed)
+    "decode": "auto",  # image trees: JPEG decode + augment in CPU workers (cpu) or batched on the GPU (cuda)
 }
+DECODES = ("auto", "cpu", "cuda")
 # Keys that only the synthetic dataset reads; other datasets accept them only as null.
 SYNTHETIC_DEFAULTS: dict[str, Any] = {"num_classes": 10, "size": 2048, "val_size": 512}
 
@@ -125,6 +127,8 @@ def check_data_cfg(data_cfg: Mapping) -> dict[str, Any]:
     mu = cfg["max_unreadable_fraction"]
     if not _is_real(mu) or not 0.0 <= float(mu) < 1.0:
         raise DataConfigError(f"data.max_unreadable_fraction must be a number in [0, 1), got {mu!r}")
+    if cfg["decode"] not in DECODES:
+        raise DataConfigError(f"data.decode must be one of {', '.join(DECODES)}; got {cfg['decode']!r}")
     if not isinstance(cfg["flip"], bool):
         raise DataConfigError(f"data.flip must be true or false, got {cfg['flip']!r}")
 
@@ -144,6 +148,17 @@ def check_data_cfg(data_cfg: Mapping) -> dict[str, Any]:
             raise DataConfigError(f"data.root must be a directory path or null, got {root!r}")
         cfg["root"] = str(Path(os.path.expanduser(os.fspath(root))))
     return cfg
+
+
+def resolve_decode(value: str, device) -> Any:
+    """The device that decodes image-tree JPEGs, or None for PIL in the DataLoader workers.
+    ``auto``: the GPU when training on one, else the workers."""
+    import torch
+
+    device = torch.device(device)
+    if value == "cuda" and device.type != "cuda":
+        raise DataConfigError(f"data.decode=cuda needs a CUDA device (training runs on {device})")
+    return device if value != "cpu" and device.type == "cuda" else None
 
 
 def validate_data_cfg(data_cfg: Mapping) -> dict[str, Any]:

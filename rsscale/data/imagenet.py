@@ -6,11 +6,20 @@ float). Augmentation is exactly resumable: the sampler hands each worker ``(epoc
 keys and the dataset reseeds a forked torch RNG from ``(seed, epoch, index)`` around the
 torchvision v2 pipeline, so a sample's crop does not depend on worker count, batch position or
 what was drawn before.
+
+``decode`` on CUDA (``data.decode: auto|cuda``): the workers only read each file's bytes and the
+training process decodes a whole batch with nvjpeg (``torchvision.io.decode_jpeg`` on a list),
+then crops, flips, RandAugments and normalises on the GPU. The random parameters come from the
+same per-sample seeded CPU RNG as in the workers, so the crops and flips are the same; only the
+pixel arithmetic runs elsewhere (on CPU the batched path is bit-identical to the worker path,
+which the tests check). Files nvjpeg cannot decode (PNG, CMYK, broken) fall back to PIL one by
+one, and unreadable ones are listed and substituted exactly as in the worker path.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -108,6 +117,48 @@ def decode_rgb(path: str) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+def read_bytes(path: str) -> torch.Tensor:
+    """The file's bytes as a 1-D uint8 tensor (empty if it cannot be read: the decode step then
+    lists it as unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return torch.empty(0, dtype=torch.uint8)
+    if not data:
+        return torch.empty(0, dtype=torch.uint8)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def decode_jpegs(datas: Sequence[torch.Tensor], device: torch.device | str) -> list[torch.Tensor | None]:
+    """RGB uint8 [3,H,W] on ``device`` for each JPEG byte tensor (CPU tensors), decoded as one batch
+    (nvjpeg on CUDA, libjpeg-turbo on CPU); None for an image that fails (PNG, CMYK on nvjpeg,
+    broken files): the caller decodes those with PIL."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    device = torch.device(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torchvision.io decoding, since 0.29
+        if datas and all(len(d) for d in datas):
+            try:
+                return list(decode_jpeg(list(datas), mode=ImageReadMode.RGB, device=device))
+            except Exception:  # noqa: BLE001 - one bad image fails the batch: retry one by one
+                pass
+        out: list[torch.Tensor | None] = []
+        for d in datas:
+            try:
+                out.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device) if len(d) else None)
+            except Exception:  # noqa: BLE001 - any decoder error: PIL fallback
+                out.append(None)
+        return out
+
+
+def collate_raw(batch):
+    """Collate ``(bytes, label, index)`` samples: byte tensors stay a list (their lengths differ)."""
+    datas, labels, index = zip(*batch)
+    return list(datas), torch.tensor(labels, dtype=torch.int64), torch.tensor(index, dtype=torch.int64)
+
+
 def train_transform(res: int, randaugment_magnitude: int | None):
     """RandomResizedCrop(0.08-1, 3/4-4/3, bicubic) + flip [+ RandAugment(2, M)] on uint8 tensors."""
     from torchvision.transforms import v2
@@ -140,7 +191,11 @@ def eval_transform(res: int):
 
 
 class ImageTreeDataset(Dataset):
-    """Indexed by ``(epoch, index)``; returns ``(uint8 [3,res,res], label, index)``."""
+    """Indexed by ``(epoch, index)``; returns ``(uint8 [3,res,res], label, index)``.
+
+    With ``raw`` it returns ``(file bytes, label, index)`` instead and :meth:`decode_augment` does
+    the rest on a device, a batch at a time (``collate_raw`` batches such samples).
+    """
 
     def __init__(
         self,
@@ -152,10 +207,11 @@ class ImageTreeDataset(Dataset):
         seed: int,
         random: bool,
         bad_log: str | None = None,
+        raw: bool = False,
     ):
         self.split_dir, self.paths, self.labels = split_dir, paths, labels
         self.transform, self.seed, self.random = transform, int(seed), random
-        self.bad_log = bad_log
+        self.bad_log, self.raw = bad_log, bool(raw)
 
     def _decode(self, index: int) -> tuple[torch.Tensor, int]:
         """The image at `index`; an unreadable file is listed in `bad_log` and replaced by the next
@@ -176,17 +232,44 @@ class ImageTreeDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def _augment(self, img: torch.Tensor, epoch: int, index: int) -> torch.Tensor:
+        """The transform, its random draws from the CPU RNG seeded by ``(seed, epoch, index)``
+        (the caller's RNG untouched); the image may be on any device."""
+        if not self.random:
+            return self.transform(img)
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(derive_seed(self.seed, "imagenet", epoch, index))
+            return self.transform(img)
+
     def __getitem__(self, key: tuple[int, int]):
         epoch, index = key
+        if self.raw:
+            path = os.path.join(self.split_dir, self.paths[index].decode())
+            return read_bytes(path), int(self.labels[index]), int(index)
         # Workers already run single-threaded; with num_workers=0 we are in the main process.
         with single_thread(get_worker_info() is None):
             img, src = self._decode(index)
-            if not self.random:
-                return self.transform(img), int(self.labels[src]), int(index)
-            with torch.random.fork_rng(devices=[]):
-                torch.default_generator.manual_seed(derive_seed(self.seed, "imagenet", epoch, index))
-                img = self.transform(img)
+            img = self._augment(img, epoch, index)
         return img, int(self.labels[src]), int(index)
+
+    def decode_augment(
+        self, datas: Sequence[torch.Tensor], index: Sequence[int], epoch: int, device: torch.device | str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of file bytes (from ``raw`` samples ``index``) -> ``(uint8 [B,3,res,res],
+        labels [B])`` on ``device``: one batched JPEG decode there, then the same per-sample
+        transform with the same seeds as ``__getitem__`` (on CPU the result is bit-identical)."""
+        device = torch.device(device)
+        imgs = decode_jpegs(datas, device)
+        out, labels = [], []
+        with single_thread(device.type == "cpu"):
+            for img, i in zip(imgs, index):
+                i, src = int(i), int(i)
+                if img is None:  # not a JPEG nvjpeg/libjpeg reads: PIL, or listed and substituted
+                    img, src = self._decode(i)
+                    img = img.to(device)
+                out.append(self._augment(img, epoch, i))
+                labels.append(int(self.labels[src]))
+        return torch.stack(out), torch.tensor(labels, dtype=torch.int64, device=device)
 
 
 class EpochBatchSampler(Sampler):
@@ -220,13 +303,25 @@ def _loader(dataset, batch_sampler, num_workers: int, device: torch.device, pers
     kwargs = {}
     if num_workers > 0:
         kwargs = {"persistent_workers": persistent, "prefetch_factor": 4}
+    if getattr(dataset, "raw", False):  # file bytes: a list per batch, read by the decoder, not copied
+        kwargs["collate_fn"] = collate_raw
     return DataLoader(
         dataset,
         batch_sampler=batch_sampler,
         num_workers=num_workers,
-        pin_memory=device.type == "cuda",
+        pin_memory=device.type == "cuda" and not getattr(dataset, "raw", False),
         **kwargs,
     )
+
+
+def _check_decode_on(dataset, decode_on) -> torch.device | None:
+    if decode_on is None:
+        if dataset.raw:
+            raise ValueError("a raw (bytes) ImageTreeDataset needs decode_on, the device that decodes")
+        return None
+    if not dataset.raw:
+        raise ValueError("decode_on needs an ImageTreeDataset built with raw=True")
+    return torch.device(decode_on)
 
 
 def _to_device(x: torch.Tensor, device, mean255, std255, channels_last: bool) -> torch.Tensor:
@@ -250,10 +345,12 @@ class LoaderTrainStream(TrainStream):
         rank: int = 0,
         world_size: int = 1,
         channels_last: bool = False,
+        decode_on: torch.device | str | None = None,
     ):
         check_distributed(batch_size, rank, world_size)
         self.batch_size, self.rank, self.world_size = int(batch_size), int(rank), int(world_size)
         self.device, self.channels_last = torch.device(device), channels_last
+        self.dataset, self.decode_on = dataset, _check_decode_on(dataset, decode_on)
         self.num_samples = len(train_idx)
         self.seed = int(seed)
         self.sampler = EpochBatchSampler(train_idx, self.batch_size, self.rank, self.world_size, self.seed)
@@ -271,6 +368,8 @@ class LoaderTrainStream(TrainStream):
             return
         self.sampler.set_epoch(epoch, start_step)
         for imgs, labels, idx in self.loader:
+            if self.decode_on is not None:
+                imgs, labels = self.dataset.decode_augment(imgs, idx.tolist(), epoch, self.decode_on)
             x = _to_device(imgs, self.device, self.mean255, self.std255, self.channels_last)
             y = labels.to(self.device, non_blocking=True)
             yield (x, y, idx) if return_indices else (x, y)
@@ -291,8 +390,10 @@ class LoaderEvalStream(EvalStream):
         world_size: int = 1,
         channels_last: bool = False,
         persistent: bool = True,
+        decode_on: torch.device | str | None = None,
     ):
         check_distributed(batch_size, rank, world_size)
+        self.dataset, self.decode_on = dataset, _check_decode_on(dataset, decode_on)
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch_size, self.device, self.channels_last = (
             int(batch_size),
@@ -310,6 +411,8 @@ class LoaderEvalStream(EvalStream):
 
     def batches(self, *, return_indices: bool = False) -> Iterator:
         for imgs, labels, idx in self.loader:
+            if self.decode_on is not None:
+                imgs, labels = self.dataset.decode_augment(imgs, idx.tolist(), 0, self.decode_on)
             x = _to_device(imgs, self.device, self.mean255, self.std255, self.channels_last)
             y = labels.to(self.device, non_blocking=True)
             yield (x, y, idx) if return_indices else (x, y)
