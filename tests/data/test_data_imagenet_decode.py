@@ -16,8 +16,10 @@ from rsscale.data.imagenet import (
     LoaderTrainStream,
     collate_raw,
     decode_jpegs,
+    decode_pil,
     decode_rgb,
     eval_transform,
+    jpeg_components,
     load_tree,
     read_bytes,
     train_transform,
@@ -63,15 +65,36 @@ def test_decode_jpegs_matches_pil_and_flags_what_it_cannot_read(tree):
     assert all(d.dtype == torch.uint8 and d.dim() == 1 and len(d) > 0 for d in datas)
     out = decode_jpegs(datas, "cpu")
     assert len(out) == len(files)
-    for f, img in zip(files, out):
-        if f.name == "im_92.JPEG":  # a PNG: None, the caller falls back to PIL
-            assert img is None
+    for f, d, img in zip(files, datas, out):
+        assert torch.equal(decode_rgb(str(f)), decode_pil(str(f))), f.name  # the fast path is PIL's pixels
+        if f.name in ("im_91.JPEG", "im_92.JPEG"):  # CMYK and a PNG: None, the caller falls back to PIL
+            assert img is None and jpeg_components(d) == (4 if f.name == "im_91.JPEG" else None)
         else:
-            assert img is not None and torch.equal(img, decode_rgb(str(f))), f.name
+            assert img is not None and torch.equal(img, decode_pil(str(f))), f.name
+            assert jpeg_components(d) == (1 if f.name == "im_90.JPEG" else 3)
     assert read_bytes(str(tree / "missing.JPEG")).numel() == 0
     assert decode_jpegs([torch.empty(0, dtype=torch.uint8)], "cpu") == [None]
     datas_l, labels, idx = collate_raw([(datas[0], 1, 7), (datas[1], 0, 8)])
     assert datas_l[1] is datas[1] and labels.tolist() == [1, 0] and idx.tolist() == [7, 8]
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+def test_libjpeg_fast_path_is_bit_identical_to_pil(tmp_path, progressive, subsampling):
+    rng = np.random.default_rng(subsampling)
+    for q in (50, 95):
+        h, w = rng.integers(30, 200, 2)
+        low = Image.fromarray(rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8))
+        arr = np.asarray(low.resize((w, h), Image.BICUBIC)).astype(int) + rng.integers(-20, 21, (h, w, 3))
+        f = tmp_path / f"q{q}.jpg"
+        Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(
+            f, quality=q, subsampling=subsampling, progressive=progressive
+        )
+        assert (
+            jpeg_components(read_bytes(str(f))) == 3
+            and decode_jpegs([read_bytes(str(f))], "cpu")[0] is not None
+        )
+        assert torch.equal(decode_rgb(str(f)), decode_pil(str(f)))
 
 
 @pytest.mark.parametrize("workers", [0, 2])
