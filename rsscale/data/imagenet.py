@@ -108,24 +108,24 @@ def scan_split(
 
 
 def decode_rgb(path: str) -> torch.Tensor:
-    """uint8 [3,H,W]: libjpeg-turbo via torchvision for baseline/progressive grey or YCbCr JPEGs
-    (bit-identical to PIL on them and about 1.3x faster), PIL for everything else (CMYK/YCCK,
-    PNG-as-JPEG files, other formats)."""
+    """uint8 [3,H,W] (a view of HWC memory): libjpeg-turbo via torchvision for baseline/progressive
+    grey or YCbCr JPEGs (bit-identical to PIL on them and about 1.3x faster), PIL for everything
+    else (CMYK/YCCK, PNG-as-JPEG files, other formats)."""
     data = read_bytes(path)
     if jpeg_components(data) in (1, 3):
         (img,) = decode_jpegs([data], "cpu")
         if img is not None:
-            return img.contiguous()
+            return img  # HWC in memory: the v2 transforms run ~1.4x faster on it, with equal pixels
     return decode_pil(path)
 
 
 def decode_pil(path: str) -> torch.Tensor:
-    """uint8 [3,H,W] via PIL (handles CMYK, PNG-as-JPEG files and the other formats)."""
+    """uint8 [3,H,W] via PIL (handles CMYK, PNG-as-JPEG files and the other formats), HWC in memory."""
     from PIL import Image
 
     with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"))
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+        arr = np.array(im.convert("RGB"))
+    return torch.from_numpy(arr).permute(2, 0, 1)
 
 
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}

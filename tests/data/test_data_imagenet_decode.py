@@ -97,6 +97,21 @@ def test_libjpeg_fast_path_is_bit_identical_to_pil(tmp_path, progressive, subsam
         assert torch.equal(decode_rgb(str(f)), decode_pil(str(f)))
 
 
+def test_augment_on_hwc_memory_gives_the_contiguous_pixels(tree):
+    """The decoders return HWC memory (faster transforms); the crops must equal those of the
+    contiguous CHW tensors the worker path used to build, so results and hashes stay as they were."""
+    files = sorted((tree / "train").glob("*/*.JPEG")) + sorted((tree / "val").glob("*/*.JPEG"))
+    for tf in (train_transform(32, 9), train_transform(48, None), eval_transform(24)):
+        for k, f in enumerate(files):
+            img = decode_rgb(str(f))
+            assert not img.is_contiguous() and img.shape[0] == 3
+            outs = []
+            for x in (img, img.contiguous()):
+                torch.manual_seed(k)
+                outs.append(tf(x))
+            assert torch.equal(*outs), f.name
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_batched_decode_train_stream_is_bit_identical_to_worker_path(tree, workers):
     ref_ds, raw_ds = _datasets(tree, "train", train_transform(32, 9), random=True)
