@@ -39,7 +39,8 @@ SWEEPS_DIR = REPO_ROOT / "sweeps"
 CELL_GROUPS = ("model", "data", "recipe", "runtime", "logger")
 # Fields that do not change results: excluded from the cell hash.
 NON_RESULT_FIELDS = {
-    "data": {"root", "num_workers", "download", "max_unreadable_fraction"},
+    # data.decode: where JPEGs are decoded; the crops/flips are the same, pixels as with runtime.device
+    "data": {"root", "num_workers", "download", "max_unreadable_fraction", "decode"},
     "runtime": {
         "device",
         "compile",

@@ -22,3 +22,8 @@ done
 "$PY" -m rsscale.bench "${RS50[@]}" --batch 256 --steps 30 --data synthetic --compile reduce-overhead \
   --json "$OUT/rs50_b256_cudagraphs.json" 2>&1 | tee -a "$OUT/bench.txt"
 "$PY" -m rsscale.bench --steps 30 --json "$OUT/default_cell.json" 2>&1 | tee -a "$OUT/bench.txt"
+# data pipeline (issue 13 item 4): PIL workers vs batched nvjpeg on an ImageNet-shaped JPEG tree, against
+# the RS-50 @160 training rate at batch 256 (the tree is generated: no ImageNet on the device machine)
+"$PY" -m rsscale.bench_data model=resnet_rs model.depth=50 data.train_res=160 --batch 256 --batches 8 \
+  --make-tree "${TMPDIR:-/tmp}/rsscale_jpegs" --tree-images 2560 --workers 4,8,15 --train-steps 10 \
+  --json "$OUT/data_pipeline_rs50_b256.json" 2>&1 | tee -a "$OUT/bench.txt"

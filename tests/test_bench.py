@@ -151,3 +151,65 @@ def test_compiled_model_matches_eager_in_bf16():
     tol = 3e-2 * fp32.abs().max().item() + 1e-2  # bf16 keeps ~3 significant digits
     assert (a - fp32).abs().max().item() <= tol  # the tolerance is what bf16 itself costs eager
     assert (b - a).abs().max().item() <= tol, (b - a).abs().max()
+
+
+def _bench_data(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path / "bench_data.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rsscale.bench_data", *args, "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc, json.loads(out.read_text())
+
+
+def test_bench_data_tiny_tree_report(tmp_path):
+    """The data-pipeline benchmark on a generated JPEG tree: every pipeline row, per-core figures and
+    the ratio to the cell's training rate are present and consistent (not timed)."""
+    tree = tmp_path / "tree"
+    args = ["model.width=0.25", "data.train_res=16", "--make-tree", str(tree), "--tree-images", "24"]
+    proc, r = _bench_data(
+        tmp_path, *args, "--batch", "4", "--batches", "2", "--workers", "0,1", "--train-steps", "1"
+    )
+    assert len(list((tree / "train").glob("*/*.JPEG"))) == 24
+    rows = {p["name"]: p for p in r["pipelines"]}
+    assert list(rows) == ["workers=0 PIL+v2", "workers=1 PIL+v2", "batched decode, CPU"]
+    for p in rows.values():
+        assert p["n"] == 2 and p["images_per_s"] > 0 and p["cores"] == 1
+        assert p["images_per_s_per_core"] == pytest.approx(p["images_per_s"])
+        assert p["over_train_rate"] == pytest.approx(p["images_per_s"] / r["train"]["images_per_s"])
+    assert (
+        rows["workers=1 PIL+v2"]["workers"] == 1 and rows["batched decode, CPU"]["decode"] == "cpu (batched)"
+    )
+    assert r["train"]["n"] == 1 and r["settings"]["batch"] == 4 and r["cell"]["data"]["name"] == "imagenet"
+    assert r["hardware"]["device"] == "cpu" and "torchvision" in r["versions"]
+    assert "training rate of the cell" in proc.stdout and "batched decode, CPU" in proc.stdout
+
+
+def test_bench_data_in_memory_and_errors(tmp_path):
+    proc, r = _bench_data(
+        tmp_path, "data=synthetic", "data.size=64", "data.train_res=16", "--batch", "8", "--no-train"
+    )
+    (p,) = r["pipelines"]
+    assert p["name"] == "in-memory stream" and p["images_per_s"] > 0 and r["train"] is None
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rsscale.bench_data",
+            "data=synthetic",
+            "data.size=60",
+            "--batch",
+            "32",
+            "--no-train",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "need at least 2" in bad.stderr, bad.stderr

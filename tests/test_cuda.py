@@ -96,3 +96,48 @@ def test_bench_on_cuda(tmp_path):
     assert r["hardware"]["device"].startswith("cuda") and r["hardware"]["gpu"]
     assert r["peak_mem"]["rsscale"]["kind"] == "cuda allocated"
     assert r["results"]["train_synthetic"]["rsscale"]["images_per_s"] > 0
+
+
+def _jpeg_tree(root: Path) -> Path:
+    from rsscale.bench_data import make_tree
+
+    return make_tree(root, 24, classes=3, size=(120, 90))
+
+
+def test_nvjpeg_decode_matches_cpu_path(tmp_path):
+    """data.decode=cuda: batched nvjpeg + augment on the GPU gives the CPU path's crops, flips and labels;
+    pixels differ only by decoder/resize rounding (a few uint8 levels on average at most)."""
+    import numpy as np
+
+    from rsscale.data.imagenet import ImageTreeDataset, LoaderTrainStream, load_tree, train_transform
+
+    root = _jpeg_tree(tmp_path / "tree")
+    t = load_tree(str(root), with_val=False)
+    args = (str(root / "train"), t["train_paths"], t["train_labels"], train_transform(64, 9))
+    kw = {"batch_size": 8, "seed": 0, "num_workers": 1}
+    cpu = LoaderTrainStream(ImageTreeDataset(*args, seed=0, random=True), np.arange(24), device="cpu", **kw)
+    gpu_ds = ImageTreeDataset(*args, seed=0, random=True, raw=True)
+    gpu = LoaderTrainStream(gpu_ds, np.arange(24), device="cuda", decode_on="cuda", **kw)
+    for (xa, ya, ia), (xb, yb, ib) in zip(
+        cpu.batches(1, return_indices=True), gpu.batches(1, return_indices=True)
+    ):
+        assert xb.device.type == "cuda" and xb.shape == xa.shape == (8, 3, 64, 64)
+        assert torch.equal(ia, ib) and torch.equal(ya, yb.cpu())
+        diff = (xa - xb.cpu()).abs() * 0.226 * 255  # back to uint8 levels
+        assert diff.mean().item() < 2.0, diff.mean()
+
+
+def test_bench_data_on_cuda(tmp_path):
+    out = tmp_path / "bench_data.json"
+    root = _jpeg_tree(tmp_path / "tree")
+    args = ["data=imagenet", f"data.root={root}", "data.train_res=64", "--batch", "8", "--batches", "2"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "rsscale.bench_data", *args, "--workers", "1", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {p["decode"]: p for p in json.loads(out.read_text())["pipelines"]}
+    assert rows["cuda"]["images_per_s"] > 0 and rows["cuda"]["device"].startswith("cuda")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from . import imagenet as inet
-from .config import DataConfigError, resolve_num_workers
+from .config import DataConfigError, resolve_decode, resolve_num_workers
 from .minival import split_indices, take_subset
 from .registry import DATASETS, check_data_cfg, validated_data_config
 from .streams import EvalStream, InMemoryEvalStream, InMemoryTrainStream, TrainStream
@@ -117,6 +117,8 @@ def build_data(
         num_workers = resolve_num_workers(cfg["num_workers"])
         train_dir = os.path.join(cfg["root"], "train")
         bad_log = None if bad_image_log is None else str(bad_image_log)  # unreadable files: listed, skipped
+        decode_on = resolve_decode(cfg["decode"], device)  # None: PIL in the workers
+        raw = {"raw": decode_on is not None}
         train_ds = inet.ImageTreeDataset(
             train_dir,
             tree["train_paths"],
@@ -125,13 +127,20 @@ def build_data(
             seed=seed,
             random=True,
             bad_log=bad_log,
+            **raw,
         )
         eval_tf = inet.eval_transform(cfg["eval_res"])
         train = inet.LoaderTrainStream(
-            train_ds, train_idx, batch_size=batch_size, seed=seed, num_workers=num_workers, **common
+            train_ds,
+            train_idx,
+            batch_size=batch_size,
+            seed=seed,
+            num_workers=num_workers,
+            decode_on=decode_on,
+            **common,
         )
         _check_steps(train)  # before minival/val start workers
-        ev = {"batch_size": eval_batch_size, "num_workers": num_workers, **common}
+        ev = {"batch_size": eval_batch_size, "num_workers": num_workers, "decode_on": decode_on, **common}
         minival_ds = inet.ImageTreeDataset(
             train_dir,
             tree["train_paths"],
@@ -140,6 +149,7 @@ def build_data(
             seed=seed,
             random=False,
             bad_log=bad_log,
+            **raw,
         )
         minival = inet.LoaderEvalStream(minival_ds, minival_idx, **ev)
         val = None
@@ -152,6 +162,7 @@ def build_data(
                 seed=seed,
                 random=False,
                 bad_log=bad_log,
+                **raw,
             )
             val = inet.LoaderEvalStream(val_ds, np.arange(len(tree["val_paths"])), persistent=False, **ev)
         num_classes, in_chans = len(tree["classes"]), inet.IN_CHANS

@@ -16,6 +16,7 @@ from typing import Any
 from rsscale.schema import OMIT
 
 MIN_RES, MAX_RES = 16, 2048
+DECODES = ("auto", "cpu", "cuda")
 MAX_MINIVAL_FRACTION = 0.5
 MAX_RANDAUGMENT_MAGNITUDE = 30  # torchvision's RandAugment has 31 magnitude bins
 
@@ -50,6 +51,17 @@ def resolve_num_workers(value: Any) -> int:
     return max(0, min(8, cpus // local_ranks - 1))
 
 
+def resolve_decode(value: str, device) -> Any:
+    """The device that decodes image-tree JPEGs, or None for PIL in the DataLoader workers.
+    ``auto``: the GPU when training on one, else the workers."""
+    import torch
+
+    device = torch.device(device)
+    if value == "cuda" and device.type != "cuda":
+        raise DataConfigError(f"data.decode=cuda needs a CUDA device (training runs on {device})")
+    return device if value != "cpu" and device.type == "cuda" else None
+
+
 def _int_at_least(cfg: Any, key: str, lo: int, hi: int | None = None) -> int:
     v = getattr(cfg, key)
     if not _is_int(v) or v < lo:
@@ -82,6 +94,9 @@ class DataConfig:
     flip: bool = True  # random horizontal flip in training
     # image trees: share of undecodable files skipped (and listed); only the imagenet preset composes it
     max_unreadable_fraction: float = field(default=0.001, metadata={"preset": OMIT})
+    # image trees: JPEG decode + augment in the CPU workers (cpu) or batched on the GPU (cuda);
+    # auto: the GPU when training on one (`resolve_decode`); only the imagenet preset composes it
+    decode: str = field(default="auto", metadata={"preset": OMIT})
 
     def __post_init__(self) -> None:
         for key in ("train_res", "eval_res"):
@@ -115,6 +130,8 @@ class DataConfig:
             raise DataConfigError(f"data.max_unreadable_fraction must be a number in [0, 1), got {mu!r}")
         if not isinstance(self.flip, bool):
             raise DataConfigError(f"data.flip must be true or false, got {self.flip!r}")
+        if self.decode not in DECODES:
+            raise DataConfigError(f"data.decode must be one of {', '.join(DECODES)}; got {self.decode!r}")
         self._check_extra()
         root = self.root
         if root is not None:

@@ -76,7 +76,7 @@ DATASETS: dict[str, Dataset] = {
         DataConfig,
         lambda cfg: inet.check_tree(cfg.root),
         lambda cfg: None,  # unknown without scanning the tree; build_data checks it
-        preset_fields=("max_unreadable_fraction",),
+        preset_fields=("max_unreadable_fraction", "decode"),
     ),
     "synthetic": Dataset(
         SyntheticDataConfig,

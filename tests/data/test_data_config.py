@@ -34,6 +34,7 @@ def test_defaults_are_the_contract():
         "crop_pad": None,
         "flip": True,
         "max_unreadable_fraction": 0.001,
+        "decode": "auto",
     }
     syn = validate_data_cfg({"name": "synthetic", "num_classes": None})
     assert (syn["num_classes"], syn["size"], syn["val_size"]) == (10, 2048, 512)
