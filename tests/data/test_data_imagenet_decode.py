@@ -10,7 +10,6 @@ from PIL import Image
 from rsscale.config import cell_config, cell_hash, compose
 from rsscale.data import build_data
 from rsscale.data.config import DataConfigError, resolve_decode
-from rsscale.data.registry import validate_data_cfg
 from rsscale.data.imagenet import (
     ImageTreeDataset,
     LoaderEvalStream,
@@ -26,6 +25,7 @@ from rsscale.data.imagenet import (
     train_transform,
     unreadable_images,
 )
+from rsscale.data.registry import validate_data_cfg
 
 CLASSES = ("a_red", "b_green")
 
