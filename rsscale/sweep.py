@@ -26,7 +26,9 @@ from rsscale.launch.grid import Cell, GridError, expand
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.multirun import dir_suffix
 from rsscale.launch.resources import ResourceError, resource_class
-from rsscale.launch.status import TERMINAL, cell_rows, format_table
+from rsscale.launch.status import cell_rows, format_table
+from rsscale.layout import RECORD_NAME, SweepLayout
+from rsscale.states import RETRIED, TERMINAL, WAITING
 
 log = logging.getLogger("rsscale.sweep")
 # The sweep-dir name: a hash of Hydra's own override record (conf/config.yaml: hydra.sweep.dir).
@@ -84,14 +86,14 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
             continue
         status, ecls = row["status"], row["error_class"]
         last = entry["submissions"][-1]
-        if status in ("failed", "diverged", "preempted") and "outcome" not in last:
+        if status in RETRIED and "outcome" not in last:
             last["outcome"] = ecls or status
         if status == "completed":
             counts["skip_completed"] += 1
-        elif status in ("pending", "running", "requeued"):
+        elif status in WAITING:
             counts["running"] += 1
             counts["waiting"].append(c.cell_id)
-        elif status in ("failed", "diverged", "preempted"):
+        elif status in RETRIED:
             cls = ecls or ("diverged" if status == "diverged" else "code_error")
             used = sum(1 for s in entry["submissions"] if s.get("outcome") == cls)
             if used <= int(retry.get(cls, 0)):
@@ -106,7 +108,7 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
 
 
 def _completed_on_disk(manifest: Manifest, c: Cell) -> bool:
-    if not (manifest.cell_dir(c.cell_id) / "record.json").exists():
+    if not manifest.layout.cell(c.cell_id).record.exists():
         return False
     rec = manifest.record(c.cell_id) or {}
     return rec.get("status") == "completed" and rec.get("cell_hash") == c.hash
@@ -206,7 +208,7 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
     print(format_table(rows))
     if cfg.sweep.analyze:
         _analyze(sweep_dir)
-    print(f"\nrsscale: results in {sweep_dir} (records: {sweep_dir}/cells/*/record.json)")
+    print(f"\nrsscale: results in {sweep_dir} (records: {SweepLayout(sweep_dir).cells}/*/{RECORD_NAME})")
     print(f"rsscale: status any time with: python -m rsscale.status {sweep_dir}")
     return 0 if all(r["status"] in ("completed", "diverged") for r in rows) else 1
 
@@ -303,7 +305,7 @@ def _analyze(sweep_dir: Path) -> None:
         print(f"rsscale: analysis unavailable: {e}")
         return
     try:
-        analyze_main([str(sweep_dir), "--out", str(sweep_dir / "report")])
+        analyze_main([str(sweep_dir), "--out", str(SweepLayout(sweep_dir).report)])
     except SystemExit as e:
         if e.code:
             print(f"rsscale: analysis did not complete (exit {e.code}); the results above stand")

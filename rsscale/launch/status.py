@@ -11,7 +11,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from rsscale.launch.manifest import TERMINAL, Manifest
+from rsscale.launch.manifest import Manifest
+from rsscale.states import OPEN_RECORD, TERMINAL
 
 __all__ = ["TERMINAL", "cell_rows", "format_table"]
 
@@ -27,23 +28,6 @@ def _pid_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except (OSError, IndexError):
         return True
-
-
-def _last_attempt(manifest: Manifest, cell_id: str) -> dict | None:
-    import json
-
-    path = manifest.cell_dir(cell_id) / "attempts.jsonl"
-    if not path.exists():
-        return None
-    last = None
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                try:
-                    last = json.loads(line)
-                except ValueError:
-                    continue
-    return last
 
 
 def cell_rows(manifest: Manifest, cell_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -108,11 +92,10 @@ def derive_state(manifest: Manifest, cid: str, rec: dict | None, last: dict | No
 
     if last is None:
         return ("new", None) if rec is None else (rec["status"], rec.get("error_class"))
-    if rec is not None and rec["status"] not in ("running", "preempted", "pending"):
+    if rec is not None and rec["status"] not in OPEN_RECORD:
         return rec["status"], rec.get("error_class")  # completed, failed, diverged: final
-    cell_dir = manifest.cell_dir(cid)
-    has_ckpt = any((cell_dir / n).exists() for n in ("checkpoint.pt", "checkpoint.prev.pt"))
-    att = _last_attempt(manifest, cid)
+    has_ckpt = any(p.exists() for p in manifest.layout.cell(cid).checkpoints)
+    att = manifest.last_attempt(cid)
     if job is not None:  # SLURM: the scheduler says whether anyone still runs it
         if job.state in _QUEUED:
             return ("pending" if rec is None and att is None else "requeued"), None
@@ -155,7 +138,7 @@ def _driver_running(manifest: Manifest) -> bool:
 
     if getattr(manifest, "holds_lock", False):
         return False  # this process is the driver: cells still `pending` now belong to no one
-    path = manifest.sweep_dir / ".driver.lock"
+    path = manifest.layout.driver_lock
     if not path.exists():
         return False
     with open(path) as f:

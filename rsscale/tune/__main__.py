@@ -25,11 +25,12 @@ from omegaconf import DictConfig, OmegaConf
 from rsscale.config import CELL_GROUPS, CONF_DIR, cell_hash
 from rsscale.io import atomic_write_json, read_json
 from rsscale.launch.grid import _links
+from rsscale.layout import JOURNAL_NAME, StudyLayout
 from rsscale.train.record import provenance
 from rsscale.tune.space import SearchSpaceError, parse_space, validate_space
-from rsscale.tune.storage import JOURNAL_NAME, open_storage
+from rsscale.tune.storage import open_storage
 from rsscale.tune.study import PRUNERS, SAMPLERS, budget_used, describe
-from rsscale.tune.worker import STUDY_META, TuneWorker, load_study
+from rsscale.tune.worker import TuneWorker, load_study
 
 _DIR_NEUTRAL = ("hydra.", "tune.", "sweep.", "sweep_root", "cluster", "logger", "search=", "runtime.progress")
 
@@ -114,7 +115,7 @@ def prepare(cfg: DictConfig, study_dir: Path) -> dict[str, Any]:
         "tune": tune,
         "cluster": OmegaConf.to_container(cfg.cluster, resolve=True),
     }
-    path = study_dir / STUDY_META
+    path = StudyLayout(study_dir).meta
     if path.exists():
         old = read_json(path)
         if old["identity"] != meta["identity"]:
@@ -162,7 +163,7 @@ def launch(meta: dict[str, Any], study_dir: Path, n_workers: int) -> list:
         jobs = []
         for w in workers:
             w.threads = threads
-            ex = submitit.LocalExecutor(folder=study_dir / "logs" / "%j")
+            ex = submitit.LocalExecutor(folder=StudyLayout(study_dir).submitit_folder)
             ex.update_parameters(timeout_min=int(cluster.get("timeout_min") or 10080))
             jobs.append(ex.submit(w))
         return jobs
@@ -208,7 +209,7 @@ def run_tune(cfg: DictConfig) -> int:
         n_workers = max(1, min(int(tune["workers"]), n - used + busy))
         jobs = launch(meta, study_dir, n_workers)
         ids = [str(j.job_id) for j in jobs]
-        with open(study_dir / "jobs.jsonl", "a") as f:
+        with open(StudyLayout(study_dir).jobs, "a") as f:
             f.write(
                 json.dumps(
                     {
@@ -241,7 +242,8 @@ def run_tune(cfg: DictConfig) -> int:
         f"\nrsscale: best trial {best['trial']}: minival top1 {best['minival_top1']:.4f}, "
         f"val top1 {best['val_top1']:.4f}  ({json.dumps(best['params'], default=str)})"
     )
-    print(f"rsscale: {study_dir / 'best.json'}; report in {study_dir / 'report'}")
+    files = StudyLayout(study_dir)
+    print(f"rsscale: {files.best}; report in {files.report}")
     print(f"rsscale: use it: python -m rsscale.sweep +grid=NAME {best['use_with']}")
     return 0
 

@@ -14,15 +14,15 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from rsscale.launch.manifest import count_attempts
 from rsscale.launch.status import cell_text, text_table
+from rsscale.layout import StudyLayout
 from rsscale.train.record import load_record
 from rsscale.tune.study import REQUEUED, ROOT, budget_used, last_sign_of_life
 
-STUDY_META = "study.json"
-
 
 def is_study_dir(path: str | Path) -> bool:
-    return (Path(path) / STUDY_META).exists()
+    return StudyLayout(path).meta.exists()
 
 
 def trial_rows(study_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -40,11 +40,11 @@ def trial_rows(study_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, An
         if t.state == TrialState.FAIL and REQUEUED in t.system_attrs:
             state = "requeued"
         cid = t.user_attrs.get("cell_id")
-        rec = load_record(study_dir / "cells" / cid) if cid else None
+        files = StudyLayout(study_dir).cell(cid) if cid else None
+        rec = load_record(files.dir) if files else None
         history = (rec or {}).get("history") or []
         epochs = ((rec or {}).get("config") or {}).get("recipe", {}).get("epochs")
         minival = t.value if t.value is not None else (max(t.intermediate_values.values(), default=None))
-        att = study_dir / "cells" / cid / "attempts.jsonl" if cid else None
         rows.append(
             {
                 "trial": t.number,
@@ -54,9 +54,7 @@ def trial_rows(study_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, An
                 "epochs": f"{len(history)}/{epochs}" if epochs else "-",
                 "minival_top1": minival,
                 "pruned": t.state == TrialState.PRUNED,
-                "attempts": sum(1 for line in att.read_text().splitlines() if line.strip())
-                if att is not None and att.exists()
-                else 0,
+                "attempts": count_attempts(files.attempts) if files else 0,
                 "params": t.params,
             }
         )
