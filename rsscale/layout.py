@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MANIFEST_NAME = "manifest.json"
 DRIVER_LOCK_NAME = ".driver.lock"
@@ -45,86 +46,58 @@ JOBS_NAME = "jobs.jsonl"
 BEST_NAME = "best.json"
 
 
+class _Entry:
+    """A path attribute of a layout: `parts` joined to the layout's directory (`dir` or `root`)."""
+
+    def __init__(self, *parts: str):
+        self.parts = parts
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Path:
+        if obj is None:
+            return self  # type: ignore[return-value]  # the descriptor itself, on the class
+        return obj.base.joinpath(*self.parts)
+
+
 @dataclass(frozen=True)
-class CellLayout:
+class _Layout:
+    base: Path  # the directory the entries are in
+
+    def __init__(self, base: str | os.PathLike):
+        object.__setattr__(self, "base", Path(base))
+
+
+class CellLayout(_Layout):
     """The files of one cell (a sweep cell or a tuning trial chain); `dir` is cells/<cell_id>."""
 
-    dir: Path
-
-    def __init__(self, cell_dir: str | os.PathLike):
-        object.__setattr__(self, "dir", Path(cell_dir))
-
-    @property
-    def config(self) -> Path:
-        return self.dir / CONFIG_NAME
-
-    @property
-    def record(self) -> Path:
-        return self.dir / RECORD_NAME
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.dir / CHECKPOINT_NAME
-
-    @property
-    def checkpoint_prev(self) -> Path:
-        return self.dir / PREVIOUS_CHECKPOINT_NAME
+    dir = _Entry()
+    config = _Entry(CONFIG_NAME)
+    record = _Entry(RECORD_NAME)
+    checkpoint = _Entry(CHECKPOINT_NAME)
+    checkpoint_prev = _Entry(PREVIOUS_CHECKPOINT_NAME)
+    attempts = _Entry(ATTEMPTS_NAME)
+    threads = _Entry(THREADS_NAME)
+    train_log = _Entry(TRAIN_LOG_NAME)
 
     @property
     def checkpoints(self) -> tuple[Path, Path]:
         """The newest checkpoint and the one before, in the order a resume tries them."""
         return self.checkpoint, self.checkpoint_prev
 
-    @property
-    def attempts(self) -> Path:
-        return self.dir / ATTEMPTS_NAME
 
-    @property
-    def threads(self) -> Path:
-        return self.dir / THREADS_NAME
-
-    @property
-    def train_log(self) -> Path:
-        return self.dir / TRAIN_LOG_NAME
-
-
-@dataclass(frozen=True)
-class SweepLayout:
+class SweepLayout(_Layout):
     """The files of a sweep directory; `cell(cell_id)` gives one cell's."""
 
-    root: Path
-
-    def __init__(self, sweep_dir: str | os.PathLike):
-        object.__setattr__(self, "root", Path(sweep_dir))
-
-    @property
-    def manifest(self) -> Path:
-        return self.root / MANIFEST_NAME
-
-    @property
-    def driver_lock(self) -> Path:
-        return self.root / DRIVER_LOCK_NAME
-
-    @property
-    def cells(self) -> Path:
-        return self.root / CELLS_DIR
-
-    @property
-    def logs(self) -> Path:
-        return self.root / LOGS_DIR
-
-    @property
-    def submitit_folder(self) -> Path:
-        """submitit's `folder` argument: one sub-folder per job id."""
-        return self.logs / "%j"
-
-    @property
-    def report(self) -> Path:
-        return self.root / REPORT_DIR
-
-    @property
-    def inductor_cache(self) -> Path:
-        return self.root / CACHE_DIR / "inductor"
+    root = _Entry()
+    manifest = _Entry(MANIFEST_NAME)
+    driver_lock = _Entry(DRIVER_LOCK_NAME)
+    cells = _Entry(CELLS_DIR)
+    logs = _Entry(LOGS_DIR)
+    submitit_folder = _Entry(LOGS_DIR, "%j")  # submitit's `folder`: one sub-folder per job id
+    report = _Entry(REPORT_DIR)
+    inductor_cache = _Entry(CACHE_DIR, "inductor")
 
     def cell(self, cell_id: str) -> CellLayout:
         return CellLayout(self.cells / cell_id)
@@ -143,29 +116,12 @@ class SweepLayout:
 class StudyLayout(SweepLayout):
     """A tuning study's directory: a sweep layout (cells/, logs/, report/) plus the study's own files."""
 
-    @property
-    def meta(self) -> Path:
-        return self.root / STUDY_META_NAME
-
-    @property
-    def journal(self) -> Path:
-        return self.root / JOURNAL_NAME
-
-    @property
-    def workers(self) -> Path:
-        return self.root / WORKERS_NAME
-
-    @property
-    def jobs(self) -> Path:
-        return self.root / JOBS_NAME
-
-    @property
-    def best(self) -> Path:
-        return self.root / BEST_NAME
-
-    @property
-    def tuned_recipe(self) -> Path:
-        return self.root / "recipe" / "tuned.yaml"
+    meta = _Entry(STUDY_META_NAME)
+    journal = _Entry(JOURNAL_NAME)
+    workers = _Entry(WORKERS_NAME)
+    jobs = _Entry(JOBS_NAME)
+    best = _Entry(BEST_NAME)
+    tuned_recipe = _Entry("recipe", "tuned.yaml")
 
     def worker_log(self, index: int) -> Path:
         return self.logs / f"worker{index}.log"

@@ -99,53 +99,57 @@ def _num(v: Any) -> float:
     return f
 
 
+_COST_KEYS = (
+    "params",
+    "train_step_s",
+    "infer_s",
+    "latency_batch",
+    "images_per_s",
+    "peak_mem_bytes",
+    "train_time_s",
+)
+# column -> where the run record (docs/contracts.md) holds it; string columns are taken as they are,
+# the others as numbers (NaN when missing)
+RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    "cell_id": ("cell_id",),
+    "cell_hash": ("cell_hash",),
+    "dataset": ("config", "data", "name"),
+    "depth": ("config", "model", "depth"),
+    "width": ("config", "model", "width"),
+    "resolution": ("config", "data", "train_res"),
+    "eval_res": ("config", "data", "eval_res"),
+    "epochs": ("config", "recipe", "epochs"),
+    "recipe": ("config", "recipe", "name"),
+    "seed": ("config", "runtime", "seed"),
+    "precision": ("config", "runtime", "precision"),
+    "batch_size": ("config", "recipe", "batch_size"),
+    "flops": ("cost", "flops_per_image"),
+    **{k: ("cost", k) for k in _COST_KEYS},
+    **{k: ("final", k) for k in ("top1", "top5", "val_top1", "minival_top1", "best_minival_top1")},
+    "status": ("status",),
+    "error_class": ("error_class",),
+    "message": ("error",),
+    "attempts": ("attempts",),
+    "git_commit": ("provenance", "git_commit"),
+    "torch_version": ("provenance", "versions", "torch"),
+    "hostname": ("provenance", "hostname"),
+    "wandb_run_id": ("provenance", "wandb_run_id"),
+    "created": ("created",),
+    "finished": ("finished",),
+}
+
+
 def record_to_row(rec: dict[str, Any], source: str = "") -> dict[str, Any]:
     """Flatten one run record (schema_version 1) into a row of :data:`SCHEMA`."""
     cfg = rec.get("config") or {}
-    final = rec.get("final") or {}
-    cost = rec.get("cost") or {}
-    prov = rec.get("provenance") or {}
-    hw = prov.get("hardware")
-    row = {
-        "source": source,
-        "cell_id": rec.get("cell_id"),
-        "cell_hash": rec.get("cell_hash"),
-        "dataset": _get(cfg, "data", "name"),
-        "depth": _num(_get(cfg, "model", "depth")),
-        "width": _num(_get(cfg, "model", "width")),
-        "resolution": _num(_get(cfg, "data", "train_res")),
-        "eval_res": _num(_get(cfg, "data", "eval_res")),
-        "epochs": _num(_get(cfg, "recipe", "epochs")),
-        "recipe": _get(cfg, "recipe", "name"),
-        "seed": _num(_get(cfg, "runtime", "seed")),
-        "precision": _get(cfg, "runtime", "precision"),
-        "batch_size": _num(_get(cfg, "recipe", "batch_size")),
-        "flops": _num(cost.get("flops_per_image")),
-        "params": _num(cost.get("params")),
-        "train_step_s": _num(cost.get("train_step_s")),
-        "infer_s": _num(cost.get("infer_s")),
-        "latency_batch": _num(cost.get("latency_batch")),
-        "images_per_s": _num(cost.get("images_per_s")),
-        "peak_mem_bytes": _num(cost.get("peak_mem_bytes")),
-        "train_time_s": _num(cost.get("train_time_s")),
-        "top1": _num(final.get("top1")),
-        "top5": _num(final.get("top5")),
-        "val_top1": _num(final.get("val_top1")),
-        "minival_top1": _num(final.get("minival_top1")),
-        "best_minival_top1": _num(final.get("best_minival_top1")),
-        "status": rec.get("status"),
-        "error_class": rec.get("error_class"),
-        "message": rec.get("error"),
-        "attempts": _num(rec.get("attempts")),
-        "git_commit": prov.get("git_commit"),
-        "torch_version": _get(prov, "versions", "torch"),
-        "hostname": prov.get("hostname"),
-        "hardware": json.dumps(hw, sort_keys=True, default=str) if hw is not None else None,
-        "wandb_run_id": prov.get("wandb_run_id"),
-        "slurm_job_id": None if prov.get("slurm_job_id") is None else str(prov.get("slurm_job_id")),
-        "created": rec.get("created"),
-        "finished": rec.get("finished"),
-    }
+    row: dict[str, Any] = {"source": source}
+    for col, path in RECORD_FIELDS.items():
+        v = _get(rec, *path)
+        row[col] = v if SCHEMA[col][0] == "string" else _num(v)
+    hw = _get(rec, "provenance", "hardware")
+    row["hardware"] = json.dumps(hw, sort_keys=True, default=str) if hw is not None else None
+    job = _get(rec, "provenance", "slurm_job_id")
+    row["slurm_job_id"] = None if job is None else str(job)  # an int column would come back as "123.0"
     problems = []
     if rec.get("schema_version") not in (1, None):
         problems.append(f"schema_version {rec.get('schema_version')!r} (expected 1)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rsscale.layout import CellLayout, SweepLayout
 from tests.analysis import synthetic_laws as S
 
 
@@ -34,6 +35,6 @@ def sweep_dir(tmp_path):
     one diverged cell, one malformed record, two cells still pending (manifest only)."""
     t = paper_table()
     path = S.write_sweep(tmp_path / "sweep", t, statuses={3: "failed", 8: "diverged"}, pending=2)
-    cells = sorted((path / "cells").iterdir())
-    (cells[5] / "record.json").write_text('{"schema_version": 1, "status": "compl')  # torn write
+    cells = sorted(SweepLayout(path).cells.iterdir())
+    CellLayout(cells[5]).record.write_text('{"schema_version": 1, "status": "compl')  # torn write
     return path

@@ -5,12 +5,13 @@ import pandas as pd
 import pytest
 
 from rsscale.analysis.load import COLUMNS, SCHEMA, LoadError, load_results, normalize, record_to_row
+from rsscale.layout import SweepLayout
 from tests.analysis import synthetic_laws as S
 
 
 def test_sweep_dir_one_row_per_cell_with_schema(sweep_dir):
     df = load_results(sweep_dir)
-    manifest = json.loads((sweep_dir / "manifest.json").read_text())
+    manifest = json.loads(SweepLayout(sweep_dir).manifest.read_text())
     assert len(df) == len(manifest["cells"])
     assert list(df.columns[: len(COLUMNS)]) == COLUMNS
     for c, (t, _) in SCHEMA.items():
@@ -30,7 +31,7 @@ def test_sweep_dir_one_row_per_cell_with_schema(sweep_dir):
     assert bad[["depth", "width", "resolution", "epochs"]].notna().all().all()
     # values round-trip from the record
     good = df[df["usable"]].iloc[0]
-    rec = json.loads((sweep_dir / "cells" / good["cell_id"] / "record.json").read_text())
+    rec = json.loads(SweepLayout(sweep_dir).cell(good["cell_id"]).record.read_text())
     assert good["top1"] == rec["final"]["top1"]
     assert good["flops"] == rec["cost"]["flops_per_image"]
     assert good["train_step_s"] == rec["cost"]["train_step_s"]
@@ -51,11 +52,11 @@ def test_empty_and_missing_sweep_dirs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(LoadError, match="not a sweep directory"):
         load_results(tmp_path / "empty")
-    (tmp_path / "empty2" / "cells").mkdir(parents=True)
+    SweepLayout(tmp_path / "empty2").cells.mkdir(parents=True)
     with pytest.raises(LoadError, match="empty sweep directory"):
         load_results(tmp_path / "empty2")
     (tmp_path / "empty3").mkdir()
-    (tmp_path / "empty3" / "manifest.json").write_text('{"grid": "g", "cells": {}}')
+    SweepLayout(tmp_path / "empty3").manifest.write_text('{"grid": "g", "cells": {}}')
     with pytest.raises(LoadError, match="empty sweep directory"):
         load_results(tmp_path / "empty3")
     with pytest.raises(LoadError, match="no such"):
