@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from rsscale.config import CONF_DIR
 from rsscale.launch.cell_files import sync_config
-from rsscale.launch.grid import Cell, GridError, expand
+from rsscale.launch.grid import Cell, GridError, check_grid_file, expand, grid_file
+from rsscale.launch.launcher import LocalLauncher, SlurmLauncher
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.multirun import dir_suffix
 from rsscale.launch.resources import ResourceError, resource_class
-from rsscale.launch.status import cell_rows, format_table
+from rsscale.launch.slurm import partition_cpus
+from rsscale.launch.status import cell_rows, count_line, format_table
+from rsscale.launch.supervision import DriverStop
 from rsscale.layout import RECORD_NAME, SweepLayout
 from rsscale.states import RETRIED, TERMINAL, WAITING
 
@@ -57,8 +61,6 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
     cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
     retry = OmegaConf.to_container(cfg.sweep.retry, resolve=True)
     if cluster.get("cpus_per_node") == "auto":
-        from rsscale.launch.slurm import partition_cpus
-
         cluster["cpus_per_node"] = partition_cpus(cluster.get("partition"))
     if cluster.get("name") == "local" or cluster.get("kind") == "local":
         check_local_devices(cells)
@@ -72,7 +74,8 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
         c.cell_id for c in cells if c.cell_id in manifest.cells and manifest.cells[c.cell_id]["submissions"]
     ]
     rows = {r["cell_id"]: r for r in cell_rows(manifest, known)} if known else {}
-    todo, counts = [], {"new": 0, "skip_completed": 0, "resume": 0, "retry": 0, "running": 0, "exhausted": 0}
+    todo: list[tuple[Cell, Any]] = []
+    counts: dict[str, Any] = Counter()  # new, skip_completed, resume, retry, running, exhausted
     counts["waiting"] = []  # cells queued or running from an earlier launch
     for c in cells:
         entry = manifest.add_cell(c.cell_id, c.hash, c.axes, c.case, classes[c.cell_id].key)
@@ -172,8 +175,6 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
                 print(f"rsscale: stopped; {n} cells not completed; re-run the same command to resume them")
                 return 128 + signum
         elif todo:
-            from rsscale.launch.launcher import SlurmLauncher
-
             keys = {cid: rc.key for cid, rc in items}
             ids: dict[str, str] = {}
 
@@ -215,8 +216,6 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
 
 def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) -> int | None:
     """Run the cells here; return the stop signal's number if one stopped the driver (else None)."""
-    from rsscale.launch.launcher import LocalLauncher
-    from rsscale.launch.supervision import DriverStop
 
     stop = {"flag": False}
     done = {"n": 0}
@@ -258,15 +257,11 @@ def done_line(manifest: Manifest, cid: str, err: BaseException | None) -> str:
 
 
 def _wait_slurm(cfg, manifest: Manifest, cell_ids: list[str]) -> None:
-    from rsscale.launch.launcher import SlurmLauncher
-
     last = None
     while True:
         rows = cell_rows(manifest, cell_ids)
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
-        line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        counts = Counter(r["status"] for r in rows)
+        line = count_line(counts)
         if line != last:
             print(f"rsscale: {time.strftime('%H:%M:%S')} {line}", flush=True)
             last = line
@@ -337,8 +332,6 @@ def main(cfg: DictConfig) -> None:
 
 def _precheck_grid(argv: list[str]) -> None:
     """Grid YAML errors surface inside Hydra's composition as tracebacks: check the file first."""
-    from rsscale.launch.grid import check_grid_file, grid_file
-
     path = grid_file(argv)
     if path is not None:
         try:

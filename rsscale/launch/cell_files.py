@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rsscale.io import atomic_write_json, read_json
-from rsscale.layout import CONFIG_NAME, CellLayout
-
-__all__ = ["CONFIG_NAME", "changed_fields", "sync_config"]
+from rsscale.layout import CellLayout
 
 
 def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:

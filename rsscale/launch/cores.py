@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 from rsscale.io import atomic_write_json, read_json
+from rsscale.launch.resources import _visible_gpus
 from rsscale.layout import CellLayout, SweepLayout
 
 log = logging.getLogger("rsscale.train")
@@ -41,8 +42,6 @@ class CoreSharer:
     """The launcher's side: on CPU-only machines with automatic threads, keep the shares written."""
 
     def __init__(self, sweep_dir, cluster, base_threads: int, tasks_per_cell: int):
-        from rsscale.launch.resources import _visible_gpus
-
         self.sweep_dir = sweep_dir
         self.base = base_threads
         self.enabled = (

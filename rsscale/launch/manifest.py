@@ -18,10 +18,8 @@ from typing import Any
 
 from rsscale.io import atomic_write_json, read_json
 from rsscale.layout import CELLS_DIR, MANIFEST_NAME, SweepLayout
-from rsscale.states import TERMINAL
 from rsscale.train.record import load_record, now
 
-__all__ = ["MANIFEST_NAME", "SCHEMA_VERSION", "TERMINAL", "Manifest", "ManifestError"]
 SCHEMA_VERSION = 1
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rsscale.io import read_json
 from rsscale.layout import SweepLayout
 
 # (train images after minival, classes, channels) per dataset, for estimates before loading data
@@ -103,7 +104,6 @@ def longest_first(items: Sequence[tuple[str, Any]], cost: Callable[[str], float]
 
 def cell_dir_cost(sweep_dir: str | os.PathLike) -> Callable[[str], float]:
     """`local_cell_seconds` of a cell from its `cells/<id>/config.json` (0 if unreadable)."""
-    from rsscale.io import read_json
 
     def cost(cell_id: str) -> float:
         try:

@@ -21,7 +21,10 @@ from typing import Any
 import submitit
 
 from rsscale.io import read_json
+from rsscale.launch import supervision
+from rsscale.launch.cores import ThreadFollower
 from rsscale.layout import CellLayout, SweepLayout
+from rsscale.train.record import new_record, now, write_record
 
 
 class CellRunner(submitit.helpers.Checkpointable):
@@ -40,8 +43,6 @@ class CellRunner(submitit.helpers.Checkpointable):
         return self.files.dir
 
     def __call__(self) -> dict[str, Any]:
-        from rsscale.launch import supervision
-
         # compiled kernels (inductor's FX/AOT caches) are shared by the cells of a sweep, on its file system
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(SweepLayout(self.sweep_dir).inductor_cache))
         if supervision.is_local_cell():
@@ -50,7 +51,6 @@ class CellRunner(submitit.helpers.Checkpointable):
         if rank == 0:
             self._log_attempt()
         try:
-            from rsscale.launch.cores import ThreadFollower
             from rsscale.train.loop import train
 
             cell = read_json(self.files.config)
@@ -100,8 +100,6 @@ class CellRunner(submitit.helpers.Checkpointable):
 def _record_early_end(cell_dir: Path, cell_id: str, e: BaseException) -> None:
     """An error before train() wrote a record still leaves one, so that the status says what happened
     (and a cell without a record after its process ended can only have been killed)."""
-    from rsscale.train.record import new_record, now, write_record
-
     files = CellLayout(cell_dir)
     if files.record.exists():
         return

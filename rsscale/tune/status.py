@@ -15,14 +15,10 @@ from typing import Any
 from optuna.trial import TrialState
 
 from rsscale.launch.manifest import count_attempts
-from rsscale.launch.status import cell_text, text_table
+from rsscale.launch.status import cell_text, count_line, text_table
 from rsscale.layout import StudyLayout
 from rsscale.train.record import load_record
 from rsscale.tune.study import REQUEUED, ROOT, budget_used, last_sign_of_life
-
-
-def is_study_dir(path: str | Path) -> bool:
-    return StudyLayout(path).meta.exists()
 
 
 def trial_rows(study_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -93,9 +89,8 @@ def format_trials(head: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         return cell_text(v)
 
     lines = text_table(rows, cols, fmt)
-    counts = Counter(r["state"] for r in rows)
     lines.append("")
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    summary = count_line(Counter(r["state"] for r in rows))
     lines.append(
         f"study {head['study_name']}: {head['used']}/{head['n_trials']} trials of the budget; {summary}"
     )

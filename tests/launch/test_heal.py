@@ -191,11 +191,11 @@ def _training_pid(d: Path, timeout: float = 240) -> tuple[str, int]:
 
 
 def _gone(pid: int, timeout: float) -> bool:
-    from rsscale.launch.status import _pid_alive
+    from rsscale.launch.supervision import pid_alive
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.2)
     return False

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from rsscale.launch.status import _pid_alive
+from rsscale.launch.supervision import pid_alive
 from rsscale.layout import SweepLayout
 from tests.launch.sweep_helpers import FAST, REPO, TEST_GRIDS, records
 
@@ -76,7 +76,7 @@ def live_cell_pids(d: Path) -> list[int]:
     pids = []
     for f in SweepLayout(d).cells.glob("*/attempts.jsonl") if SweepLayout(d).cells.exists() else []:
         lines = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
-        if lines and lines[-1]["host"] == socket.gethostname() and _pid_alive(int(lines[-1]["pid"])):
+        if lines and lines[-1]["host"] == socket.gethostname() and pid_alive(int(lines[-1]["pid"])):
             pids.append(int(lines[-1]["pid"]))
     return pids
 
