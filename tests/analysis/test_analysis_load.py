@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from rsscale.analysis.load import COLUMNS, SCHEMA, LoadError, load_results, normalize, record_to_row
-from rsscale.layout import SweepLayout
+from rsscale.layout import CellLayout, SweepLayout
 from tests.analysis import synthetic_laws as S
 
 
@@ -46,6 +46,25 @@ def test_failed_record_row():
     df = normalize(pd.DataFrame([record_to_row(rec, "x")]))
     assert df.loc[0, "status"] == "failed" and df.loc[0, "error_class"] == "oom"
     assert not df.loc[0, "usable"] and "status failed" in df.loc[0, "note"]
+
+
+def test_record_statuses_come_from_the_one_vocabulary():
+    """A tuning trial's `pruned` record is a record status (rsscale.states), not a malformed record."""
+    row = S.make_table(depths=(50,), widths=(1.0,), resolutions=(32,), epochs=(2,)).iloc[0].to_dict()
+    df = normalize(pd.DataFrame([record_to_row(S.make_record(row, status="pruned"), "x")]))
+    assert df.loc[0, "status"] == "pruned" and not df.loc[0, "usable"]
+    assert df.loc[0, "note"] == "status pruned"
+    bad = normalize(pd.DataFrame([record_to_row({**S.make_record(row), "status": "exploded"}, "x")]))
+    assert bad.loc[0, "status"] == "malformed" and "unknown status 'exploded'" in bad.loc[0, "note"]
+
+
+def test_unreadable_manifest_falls_back_to_the_cell_records(sweep_dir):
+    n_records = sum(1 for d in SweepLayout(sweep_dir).cell_dirs() if CellLayout(d).record.exists())
+    SweepLayout(sweep_dir).manifest.write_text('{"grid": "synthetic", "cells": {')  # torn write
+    df = load_results(sweep_dir)
+    assert len(df) == n_records  # the manifest-only (pending) cells are gone with it
+    assert any("unreadable manifest" in n and "reading cells/ only" in n for n in df.attrs["notes"])
+    assert (df["status"] == "completed").sum() == 95
 
 
 def test_empty_and_missing_sweep_dirs(tmp_path):
