@@ -19,6 +19,7 @@ from pathlib import Path
 from rsscale.analysis.load import LoadError, is_sweep_dir, load_results
 from rsscale.analysis.recommend import Settings
 from rsscale.analysis.report import NoUsableCells, write_report
+from rsscale.layout import SweepLayout
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out
     if out is None:
         if len(args.paths) == 1 and is_sweep_dir(args.paths[0]):
-            out = str(Path(args.paths[0]) / "report")
+            out = str(SweepLayout(args.paths[0]).report)
         else:
             print("analyze: --out DIR is required unless PATH is a single sweep directory", file=sys.stderr)
             return 2

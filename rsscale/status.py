@@ -9,6 +9,7 @@ import sys
 
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.status import cell_rows, format_table
+from rsscale.layout import StudyLayout
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,10 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("sweep_dir")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
     args = p.parse_args(argv)
-    from rsscale.tune.status import is_study_dir
-
-    if is_study_dir(args.sweep_dir):  # a tuning study: one row per trial
-        from rsscale.tune.status import format_trials, trial_rows
+    if StudyLayout(args.sweep_dir).meta.exists():  # a tuning study: one row per trial
+        from rsscale.tune.status import format_trials, trial_rows  # optuna: only for studies
 
         head, rows = trial_rows(args.sweep_dir)
         print(

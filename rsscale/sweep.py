@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from rsscale.config import CONF_DIR
 from rsscale.launch.cell_files import sync_config
-from rsscale.launch.grid import Cell, GridError, expand
+from rsscale.launch.grid import Cell, GridError, check_grid_file, expand, grid_file
+from rsscale.launch.launcher import LocalLauncher, SlurmLauncher
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.multirun import dir_suffix
 from rsscale.launch.resources import ResourceError, resource_class
-from rsscale.launch.status import TERMINAL, cell_rows, format_table
+from rsscale.launch.slurm import partition_cpus
+from rsscale.launch.status import cell_rows, count_line, format_table
+from rsscale.launch.supervision import DriverStop
+from rsscale.layout import RECORD_NAME, SweepLayout
+from rsscale.states import RETRIED, TERMINAL, WAITING
 
 log = logging.getLogger("rsscale.sweep")
 # The sweep-dir name: a hash of Hydra's own override record (conf/config.yaml: hydra.sweep.dir).
@@ -55,8 +61,6 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
     cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
     retry = OmegaConf.to_container(cfg.sweep.retry, resolve=True)
     if cluster.get("cpus_per_node") == "auto":
-        from rsscale.launch.slurm import partition_cpus
-
         cluster["cpus_per_node"] = partition_cpus(cluster.get("partition"))
     if cluster.get("name") == "local" or cluster.get("kind") == "local":
         check_local_devices(cells)
@@ -70,7 +74,8 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
         c.cell_id for c in cells if c.cell_id in manifest.cells and manifest.cells[c.cell_id]["submissions"]
     ]
     rows = {r["cell_id"]: r for r in cell_rows(manifest, known)} if known else {}
-    todo, counts = [], {"new": 0, "skip_completed": 0, "resume": 0, "retry": 0, "running": 0, "exhausted": 0}
+    todo: list[tuple[Cell, Any]] = []
+    counts: dict[str, Any] = Counter()  # new, skip_completed, resume, retry, running, exhausted
     counts["waiting"] = []  # cells queued or running from an earlier launch
     for c in cells:
         entry = manifest.add_cell(c.cell_id, c.hash, c.axes, c.case, classes[c.cell_id].key)
@@ -84,14 +89,14 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
             continue
         status, ecls = row["status"], row["error_class"]
         last = entry["submissions"][-1]
-        if status in ("failed", "diverged", "preempted") and "outcome" not in last:
+        if status in RETRIED and "outcome" not in last:
             last["outcome"] = ecls or status
         if status == "completed":
             counts["skip_completed"] += 1
-        elif status in ("pending", "running", "requeued"):
+        elif status in WAITING:
             counts["running"] += 1
             counts["waiting"].append(c.cell_id)
-        elif status in ("failed", "diverged", "preempted"):
+        elif status in RETRIED:
             cls = ecls or ("diverged" if status == "diverged" else "code_error")
             used = sum(1 for s in entry["submissions"] if s.get("outcome") == cls)
             if used <= int(retry.get(cls, 0)):
@@ -106,7 +111,7 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
 
 
 def _completed_on_disk(manifest: Manifest, c: Cell) -> bool:
-    if not (manifest.cell_dir(c.cell_id) / "record.json").exists():
+    if not manifest.layout.cell(c.cell_id).record.exists():
         return False
     rec = manifest.record(c.cell_id) or {}
     return rec.get("status") == "completed" and rec.get("cell_hash") == c.hash
@@ -170,8 +175,6 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
                 print(f"rsscale: stopped; {n} cells not completed; re-run the same command to resume them")
                 return 128 + signum
         elif todo:
-            from rsscale.launch.launcher import SlurmLauncher
-
             keys = {cid: rc.key for cid, rc in items}
             ids: dict[str, str] = {}
 
@@ -206,15 +209,13 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
     print(format_table(rows))
     if cfg.sweep.analyze:
         _analyze(sweep_dir)
-    print(f"\nrsscale: results in {sweep_dir} (records: {sweep_dir}/cells/*/record.json)")
+    print(f"\nrsscale: results in {sweep_dir} (records: {SweepLayout(sweep_dir).cells}/*/{RECORD_NAME})")
     print(f"rsscale: status any time with: python -m rsscale.status {sweep_dir}")
     return 0 if all(r["status"] in ("completed", "diverged") for r in rows) else 1
 
 
 def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) -> int | None:
     """Run the cells here; return the stop signal's number if one stopped the driver (else None)."""
-    from rsscale.launch.launcher import LocalLauncher
-    from rsscale.launch.supervision import DriverStop
 
     stop = {"flag": False}
     done = {"n": 0}
@@ -256,15 +257,11 @@ def done_line(manifest: Manifest, cid: str, err: BaseException | None) -> str:
 
 
 def _wait_slurm(cfg, manifest: Manifest, cell_ids: list[str]) -> None:
-    from rsscale.launch.launcher import SlurmLauncher
-
     last = None
     while True:
         rows = cell_rows(manifest, cell_ids)
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
-        line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        counts = Counter(r["status"] for r in rows)
+        line = count_line(counts)
         if line != last:
             print(f"rsscale: {time.strftime('%H:%M:%S')} {line}", flush=True)
             last = line
@@ -303,7 +300,7 @@ def _analyze(sweep_dir: Path) -> None:
         print(f"rsscale: analysis unavailable: {e}")
         return
     try:
-        analyze_main([str(sweep_dir), "--out", str(sweep_dir / "report")])
+        analyze_main([str(sweep_dir), "--out", str(SweepLayout(sweep_dir).report)])
     except SystemExit as e:
         if e.code:
             print(f"rsscale: analysis did not complete (exit {e.code}); the results above stand")
@@ -335,8 +332,6 @@ def main(cfg: DictConfig) -> None:
 
 def _precheck_grid(argv: list[str]) -> None:
     """Grid YAML errors surface inside Hydra's composition as tracebacks: check the file first."""
-    from rsscale.launch.grid import check_grid_file, grid_file
-
     path = grid_file(argv)
     if path is not None:
         try:

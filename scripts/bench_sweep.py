@@ -27,10 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from rsscale.layout import RECORD_NAME, SweepLayout  # noqa: E402
+
 PY = sys.executable
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 QUIET = ["logger.mode=disabled", "sweep.analyze=false"]
@@ -122,9 +125,9 @@ def bench_slurm(tmp: Path, seeds: int, profile: bool) -> None:
         f"({(sub_s - dry_s) / max(1, n_sub) * 1000:.2f} ms/cell)"
     )
     print(f"  {n_sub} cells in {len(arrays)} arrays: {', '.join(a for _, a in arrays)}")
-    man = json.loads((sweep_dir / "manifest.json").read_text())
+    man = json.loads(SweepLayout(sweep_dir).manifest.read_text())
     n_ids = sum(len(c["submissions"]) for c in man["cells"].values())
-    size_mb = (sweep_dir / "manifest.json").stat().st_size / 1e6
+    size_mb = SweepLayout(sweep_dir).manifest.stat().st_size / 1e6
     print(f"  manifest: {len(man['cells'])} cells, {n_ids} job ids, {size_mb:.1f} MB")
     if profile:
         print("  profile of the submission command (rsscale/submitit/pickle, by cumulative time):")
@@ -145,9 +148,7 @@ def bench_slurm(tmp: Path, seeds: int, profile: bool) -> None:
                 "cell_rows(m)", globals(), {"cell_rows": cell_rows, "m": m}, str(tmp / "rows.prof")
             )
             pstats.Stats(str(tmp / "rows.prof")).sort_stats("cumulative").print_stats(8)
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        counts = dict(Counter(r["status"] for r in rows))
         print(f"  in-process cell_rows: {t1 - t0:.2f}s for {len(rows)} rows {counts}")
     finally:
         ids = sorted({a for _, a in arrays})
@@ -171,7 +172,7 @@ def _timed_local_cell(tmp: Path, name: str, steps: int | None) -> dict[str, floa
     first = re.compile(r"epoch 1/\d+ step 1 ")
     last_step = None
     while proc.poll() is None:
-        cells = d / "cells"
+        cells = SweepLayout(d).cells
         logs = list(cells.glob("*/train.log")) if cells.exists() else []
         if "attempt" not in marks and cells.exists() and list(cells.glob("*/attempts.jsonl")):
             marks["attempt"] = time.perf_counter() - t0
@@ -188,7 +189,7 @@ def _timed_local_cell(tmp: Path, name: str, steps: int | None) -> dict[str, floa
     out = proc.stdout.read()
     if proc.returncode != 0:
         raise SystemExit(f"local cell failed:\n{out[-3000:]}")
-    rec = json.loads(next((d / "cells").glob("*/record.json")).read_text())
+    rec = json.loads(next(SweepLayout(d).cells.glob(f"*/{RECORD_NAME}")).read_text())
     marks["steps"] = float(rec["history"][-1]["step"] if rec["history"] else 0)
     marks["train_time_s"] = float(rec["cost"].get("train_time_s") or 0.0)
     return marks

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rsscale.io import atomic_write_json, read_json
-
-CONFIG_NAME = "config.json"
+from rsscale.layout import CellLayout
 
 
 def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -34,7 +33,7 @@ def sync_config(cell_dir: Path, config: Mapping[str, Any]) -> list[str] | None:
 
     An unreadable old config is replaced (it is derived data: the sweep command rebuilds it).
     """
-    path = Path(cell_dir) / CONFIG_NAME
+    path = CellLayout(cell_dir).config
     old = None
     if path.exists():
         try:

@@ -13,11 +13,11 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from rsscale.io import atomic_write_json, read_json
+from rsscale.launch.resources import _visible_gpus
+from rsscale.layout import CellLayout, SweepLayout
 
-THREADS_FILE = "threads.json"
 log = logging.getLogger("rsscale.train")
 
 
@@ -31,9 +31,10 @@ def core_shares(running: Sequence[str], cores: int, base_threads: int, queued: i
 
 def write_shares(sweep_dir: str | os.PathLike, shares: dict[str, int], written: dict[str, int]) -> None:
     """Write the shares that changed since the last call (`written` is updated in place)."""
+    layout = SweepLayout(sweep_dir)
     for cid, n in shares.items():
         if written.get(cid) != n:
-            atomic_write_json(Path(sweep_dir) / "cells" / cid / THREADS_FILE, {"threads": n}, fsync=False)
+            atomic_write_json(layout.cell(cid).threads, {"threads": n}, fsync=False)
             written[cid] = n
 
 
@@ -41,8 +42,6 @@ class CoreSharer:
     """The launcher's side: on CPU-only machines with automatic threads, keep the shares written."""
 
     def __init__(self, sweep_dir, cluster, base_threads: int, tasks_per_cell: int):
-        from rsscale.launch.resources import _visible_gpus
-
         self.sweep_dir = sweep_dir
         self.base = base_threads
         self.enabled = (
@@ -61,7 +60,7 @@ class ThreadFollower:
     """`on_step` hook of the train loop: follow the launcher's thread share for this cell."""
 
     def __init__(self, cell_dir: str | os.PathLike, every_s: float = 2.0):
-        self.path = Path(cell_dir) / THREADS_FILE
+        self.path = CellLayout(cell_dir).threads
         self.every_s = every_s
         self._next = 0.0
         self._mtime: float | None = None

@@ -49,6 +49,19 @@ def _get(tree: Mapping, dotted: str):
     return node
 
 
+def field_problem(base: Mapping, dotted: str) -> str | None:
+    """Why `dotted` names no field of the cell config `base`, or None (a typo is an error, not a new key)."""
+    group = dotted.split(".")[0]
+    if group not in CELL_GROUPS:
+        return f"is not a cell field (groups: {', '.join(CELL_GROUPS)})"
+    try:
+        _get(base, dotted)
+    except KeyError:
+        keys = ", ".join(sorted(base[group])) if isinstance(base.get(group), Mapping) else ""
+        return f"is not a config field; {group} has: {keys}"
+    return None
+
+
 def _set(tree: dict, dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node = tree
@@ -128,14 +141,9 @@ def expand(
     base = OmegaConf.to_container(base_cfg, resolve=False)
 
     def check_key(key: str, where: str) -> None:
-        if key.split(".")[0] not in CELL_GROUPS:
-            raise GridError(
-                f"grid {name}: {where} {key!r} is not a cell field (groups: {', '.join(CELL_GROUPS)})"
-            )
-        try:
-            _get(base, key)
-        except KeyError:
-            raise GridError(f"grid {name}: {where} {key!r} is not a config field") from None
+        problem = field_problem(base, key)
+        if problem:
+            raise GridError(f"grid {name}: {where} {key!r} {problem}")
 
     for key in spec["fixed"]:
         check_key(key, "fixed field")

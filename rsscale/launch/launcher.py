@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import submitit
+from submitit.slurm.slurm import read_job_id
 
 from rsscale.launch.cores import CoreSharer
 from rsscale.launch.resources import ResourceClass, cell_dir_cost, local_parallelism, longest_first
 from rsscale.launch.runner import CellRunner
 from rsscale.launch.supervision import shielded_spawn, stop_job
+from rsscale.layout import SweepLayout
 
 log = logging.getLogger("rsscale.sweep")
 
@@ -43,7 +45,7 @@ class SlurmLauncher:
     def _executor(self, rc: ResourceClass) -> submitit.SlurmExecutor:
         c = self.cluster
         ex = submitit.SlurmExecutor(
-            folder=self.sweep_dir / "logs" / "%j", max_num_timeout=int(c["max_num_timeout"])
+            folder=SweepLayout(self.sweep_dir).submitit_folder, max_num_timeout=int(c["max_num_timeout"])
         )
         params: dict[str, Any] = dict(
             job_name=f"rsscale-{self.sweep_dir.name}",
@@ -101,7 +103,10 @@ class SlurmLauncher:
                 if on_array is not None:
                     on_array(ids)
                 log.info(
-                    "submitted %d cells as array %s (%s)", len(part), jobs[0].job_id.split("_")[0], rc.key
+                    "submitted %d cells as array %s (%s)",
+                    len(part),
+                    read_job_id(jobs[0].job_id)[0][0],
+                    rc.key,
                 )
         return out
 
@@ -142,7 +147,7 @@ class LocalLauncher:
         while queue or running:
             while queue and len(running) < parallel and not should_stop():
                 cell_id, rc = queue.pop(0)
-                ex = submitit.LocalExecutor(folder=self.sweep_dir / "logs" / "%j")
+                ex = submitit.LocalExecutor(folder=SweepLayout(self.sweep_dir).submitit_folder)
                 ex.update_parameters(
                     timeout_min=rc.time_min,
                     tasks_per_node=rc.tasks,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -16,20 +17,28 @@ from pathlib import Path
 from typing import Any
 
 from rsscale.io import atomic_write_json, read_json
+from rsscale.layout import CELLS_DIR, MANIFEST_NAME, SweepLayout
 from rsscale.train.record import load_record, now
 
-MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
-TERMINAL = ("completed", "failed", "diverged")
 
 
 class ManifestError(ValueError):
     """An unreadable manifest.json; the message names the file and how to recover."""
 
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(
+            f"{path} is unreadable ({reason}). Move it aside (mv {path} {path}.bad) and re-run the same "
+            "sweep command: it rebuilds the manifest, and cells with a completed record are not "
+            "trained again"
+        )
+
 
 class Manifest:
     def __init__(self, sweep_dir: str | os.PathLike, data: dict[str, Any] | None = None):
         self.sweep_dir = Path(sweep_dir)
+        self.layout = SweepLayout(sweep_dir)
         self.data = data or {
             "schema_version": SCHEMA_VERSION,
             "created": now(),
@@ -42,11 +51,11 @@ class Manifest:
     # -- persistence ----------------------------------------------------------------------------
     @property
     def path(self) -> Path:
-        return self.sweep_dir / MANIFEST_NAME
+        return self.layout.manifest
 
     @classmethod
     def load(cls, sweep_dir: str | os.PathLike) -> Manifest:
-        path = Path(sweep_dir) / MANIFEST_NAME
+        path = SweepLayout(sweep_dir).manifest
         if not path.exists():
             raise FileNotFoundError(f"{sweep_dir} is not a sweep directory (no {MANIFEST_NAME})")
         try:
@@ -54,11 +63,7 @@ class Manifest:
             if not isinstance(data, dict) or not isinstance(data.get("cells"), dict):
                 raise ValueError("not a manifest (no 'cells' object)")
         except (OSError, ValueError) as e:
-            raise ManifestError(
-                f"{path} is unreadable ({e}). Move it aside (mv {path} {path}.bad) and re-run the same "
-                "sweep command: it rebuilds the manifest, and cells with a completed record are not "
-                "trained again"
-            ) from None
+            raise ManifestError(path, str(e)) from None
         return cls(sweep_dir, data)
 
     @classmethod
@@ -76,7 +81,7 @@ class Manifest:
     def driver_lock(self) -> Iterator[None]:
         """One driver per sweep directory at a time (status readers need no lock)."""
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.sweep_dir / ".driver.lock", "w") as f:
+        with open(self.layout.driver_lock, "w") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -96,7 +101,7 @@ class Manifest:
         return self.data["cells"]
 
     def cell_dir(self, cell_id: str) -> Path:
-        return self.sweep_dir / "cells" / cell_id
+        return self.layout.cell(cell_id).dir
 
     def add_cell(self, cell_id: str, h: str, axes: dict, case: str | None, resource_class: str) -> dict:
         entry = self.cells.get(cell_id)
@@ -105,7 +110,7 @@ class Manifest:
                 "hash": h,
                 "axes": axes,
                 "case": case,
-                "cell_dir": f"cells/{cell_id}",
+                "cell_dir": f"{CELLS_DIR}/{cell_id}",
                 "resource_class": resource_class,
                 "submissions": [],
                 "status": "new",
@@ -129,8 +134,30 @@ class Manifest:
 
     def attempts(self, cell_id: str) -> int:
         """Starts of the cell's runner (each line of attempts.jsonl), across requeues and re-runs."""
-        path = self.cell_dir(cell_id) / "attempts.jsonl"
-        if not path.exists():
-            return 0
-        with open(path) as f:
-            return sum(1 for line in f if line.strip())
+        return count_attempts(self.layout.cell(cell_id).attempts)
+
+    def last_attempt(self, cell_id: str) -> dict | None:
+        return last_attempt(self.layout.cell(cell_id).attempts)
+
+
+def count_attempts(path: Path) -> int:
+    """Lines of an attempts.jsonl (one per start of the cell); 0 without the file."""
+    if not path.exists():
+        return 0
+    with open(path) as f:
+        return sum(1 for line in f if line.strip())
+
+
+def last_attempt(path: Path) -> dict | None:
+    """The newest readable line of an attempts.jsonl, or None."""
+    if not path.exists():
+        return None
+    last = None
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                try:
+                    last = json.loads(line)
+                except ValueError:
+                    continue
+    return last

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from rsscale.config import CELL_GROUPS
+from rsscale.launch.grid import GridError, expand
 
 # Overrides that do not change which cells run or their results: not part of the sweep-dir name.
 # `grid` (which file) is in the name already; `grid.axes.X=[...]` changes the cells, so it is hashed.
@@ -117,8 +118,6 @@ def expand_multirun(master: DictConfig, arguments: Sequence[str], config_loader,
     hash. Every cell is validated before this returns.
     """
     from hydra.errors import HydraException
-
-    from rsscale.launch.grid import GridError, expand
 
     hydra_overrides = list(master.hydra.overrides.hydra)
     config_name = master.hydra.job.config_name

@@ -13,6 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rsscale.io import read_json
+from rsscale.layout import SweepLayout
+
 # (train images after minival, classes, channels) per dataset, for estimates before loading data
 DATASETS = {"fashion_mnist": (58_800, 10, 1), "imagenet": (1_255_167, 1000, 3)}
 TIME_BUCKETS_MIN = (5, 10, 15, 30, 60, 120, 240, 480, 720, 1440, 2880, 4320, 10080)
@@ -101,11 +104,10 @@ def longest_first(items: Sequence[tuple[str, Any]], cost: Callable[[str], float]
 
 def cell_dir_cost(sweep_dir: str | os.PathLike) -> Callable[[str], float]:
     """`local_cell_seconds` of a cell from its `cells/<id>/config.json` (0 if unreadable)."""
-    from rsscale.io import read_json
 
     def cost(cell_id: str) -> float:
         try:
-            return local_cell_seconds(read_json(os.path.join(sweep_dir, "cells", cell_id, "config.json")))
+            return local_cell_seconds(read_json(SweepLayout(sweep_dir).cell(cell_id).config))
         except (OSError, ValueError, KeyError, TypeError):
             return 0.0
 

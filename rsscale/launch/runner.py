@@ -21,7 +21,10 @@ from typing import Any
 import submitit
 
 from rsscale.io import read_json
-from rsscale.launch.cell_files import CONFIG_NAME
+from rsscale.launch import supervision
+from rsscale.launch.cores import ThreadFollower
+from rsscale.layout import CellLayout, SweepLayout
+from rsscale.train.record import new_record, now, write_record
 
 
 class CellRunner(submitit.helpers.Checkpointable):
@@ -32,29 +35,30 @@ class CellRunner(submitit.helpers.Checkpointable):
         self.threads = threads
 
     @property
+    def files(self) -> CellLayout:
+        return SweepLayout(self.sweep_dir).cell(self.cell_id)
+
+    @property
     def cell_dir(self) -> Path:
-        return Path(self.sweep_dir) / "cells" / self.cell_id
+        return self.files.dir
 
     def __call__(self) -> dict[str, Any]:
-        from rsscale.launch import supervision
-
         # compiled kernels (inductor's FX/AOT caches) are shared by the cells of a sweep, on its file system
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(self.sweep_dir) / "cache" / "inductor"))
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(SweepLayout(self.sweep_dir).inductor_cache))
         if supervision.is_local_cell():
             supervision.install_cell_side()
         rank = _global_rank()
         if rank == 0:
             self._log_attempt()
         try:
-            from rsscale.launch.cores import ThreadFollower
             from rsscale.train.loop import train
 
-            cell = read_json(self.cell_dir / CONFIG_NAME)
+            cell = read_json(self.files.config)
             if self.threads:
                 import torch
 
                 torch.set_num_threads(int(self.threads))
-            _setup_logging(self.cell_dir / "train.log")
+            _setup_logging(self.files.train_log)
             # local sweeps hand idle cores to running cells, unless the cell pins its threads
             # (runtime.threads) or must be bit-reproducible (thread count changes float sums)
             rt = cell["runtime"]
@@ -84,10 +88,10 @@ class CellRunner(submitit.helpers.Checkpointable):
             "pid": os.getpid(),
             "job_id": _job_id(),
             "slurm_restart_count": int(env.get("SLURM_RESTART_COUNT", 0) or 0),
-            "resume": (self.cell_dir / "checkpoint.pt").exists(),
+            "resume": self.files.checkpoint.exists(),
         }
         self.cell_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.cell_dir / "attempts.jsonl", "a") as f:
+        with open(self.files.attempts, "a") as f:
             f.write(json.dumps(line) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -96,13 +100,12 @@ class CellRunner(submitit.helpers.Checkpointable):
 def _record_early_end(cell_dir: Path, cell_id: str, e: BaseException) -> None:
     """An error before train() wrote a record still leaves one, so that the status says what happened
     (and a cell without a record after its process ended can only have been killed)."""
-    from rsscale.train.record import RECORD_NAME, new_record, now, write_record
-
-    if (cell_dir / RECORD_NAME).exists():
+    files = CellLayout(cell_dir)
+    if files.record.exists():
         return
     stopped = isinstance(e, SystemExit | KeyboardInterrupt) or type(e).__name__ == "PreemptRequested"
     try:
-        config = read_json(cell_dir / CONFIG_NAME)
+        config = read_json(files.config)
     except (OSError, ValueError):
         config = {}
     from rsscale.config import cell_hash

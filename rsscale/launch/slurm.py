@@ -26,6 +26,8 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from submitit.slurm.slurm import read_job_id
+
 __all__ = [
     "ACTIVE_STATES",
     "TERMINAL_STATES",
@@ -189,21 +191,26 @@ def _time_or_none(raw: str) -> str | None:
     return None if raw in ("", "Unknown", "None", "N/A") else raw
 
 
-_RANGE = re.compile(r"^(\d+)_\[([^\]]+)\]$")
+def _is_range(job_id: str) -> bool:
+    """A pending array's not-yet-split task range, as sacct/squeue print it: '123_[5-9%2]'."""
+    return "_[" in job_id
 
 
 def _expand_job_id(job_id: str) -> list[str]:
-    """'123_[1,3,5-7%2]' -> ['123_1', '123_3', '123_5', '123_6', '123_7']; other ids unchanged."""
-    m = _RANGE.match(job_id)
-    if not m:
+    """'123_[1,3,5-7%2]' -> ['123_1', '123_3', '123_5', '123_6', '123_7']; other ids unchanged.
+
+    The ranges are parsed by submitit's `read_job_id` (the parser its own watcher uses)."""
+    if not _is_range(job_id):
         return [job_id]
-    base, spec = m.group(1), m.group(2).split("%", 1)[0]
+    try:
+        parsed = read_job_id(job_id)
+    except ValueError:
+        return [job_id]
     out: list[str] = []
-    for part in spec.split(","):
-        lo, _, hi = part.partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()):
+    for main, *bounds in parsed:
+        if not bounds:
             return [job_id]
-        out.extend(f"{base}_{i}" for i in range(int(lo), int(hi or lo) + 1))
+        out.extend(f"{main}_{i}" for i in range(int(bounds[0]), int(bounds[-1]) + 1))
     return out
 
 
@@ -229,7 +236,7 @@ def _parse_sacct(text: str) -> dict[str, JobState]:
                 current["oom"] = True
             continue
         current = {**rec, "oom": False}
-        if _RANGE.match(jid):
+        if _is_range(jid):
             for task_id in _expand_job_id(jid):
                 pending_ranges[task_id] = current
         else:

@@ -5,45 +5,15 @@ Works while jobs run and after the driver has exited; never polls jobs one by on
 
 from __future__ import annotations
 
-import os
 import socket
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from rsscale.launch.manifest import TERMINAL, Manifest
-
-__all__ = ["TERMINAL", "cell_rows", "format_table"]
-
-
-def _pid_alive(pid: int) -> bool:
-    """True for a live process; a zombie (killed, not yet reaped) counts as dead."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return True
-
-
-def _last_attempt(manifest: Manifest, cell_id: str) -> dict | None:
-    import json
-
-    path = manifest.cell_dir(cell_id) / "attempts.jsonl"
-    if not path.exists():
-        return None
-    last = None
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                try:
-                    last = json.loads(line)
-                except ValueError:
-                    continue
-    return last
+from rsscale.launch.manifest import Manifest
+from rsscale.launch.slurm import classify, job_states
+from rsscale.launch.supervision import pid_alive
+from rsscale.states import OPEN_RECORD
 
 
 def cell_rows(manifest: Manifest, cell_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -55,8 +25,6 @@ def cell_rows(manifest: Manifest, cell_ids: Iterable[str] | None = None) -> list
             slurm_ids.append(subs[-1]["job_id"])
     states: dict[str, Any] = {}
     if slurm_ids:
-        from rsscale.launch.slurm import job_states
-
         states = job_states(slurm_ids)
     rows = []
     for cid in ids:
@@ -104,15 +72,12 @@ def derive_state(manifest: Manifest, cid: str, rec: dict | None, last: dict | No
     with a checkpoint it is `interrupted` (the next run resumes it), killed during start-up it is a
     `node_failure`, submitted but never started it is `interrupted`.
     """
-    from rsscale.launch.slurm import classify
-
     if last is None:
         return ("new", None) if rec is None else (rec["status"], rec.get("error_class"))
-    if rec is not None and rec["status"] not in ("running", "preempted", "pending"):
+    if rec is not None and rec["status"] not in OPEN_RECORD:
         return rec["status"], rec.get("error_class")  # completed, failed, diverged: final
-    cell_dir = manifest.cell_dir(cid)
-    has_ckpt = any((cell_dir / n).exists() for n in ("checkpoint.pt", "checkpoint.prev.pt"))
-    att = _last_attempt(manifest, cid)
+    has_ckpt = any(p.exists() for p in manifest.layout.cell(cid).checkpoints)
+    att = manifest.last_attempt(cid)
     if job is not None:  # SLURM: the scheduler says whether anyone still runs it
         if job.state in _QUEUED:
             return ("pending" if rec is None and att is None else "requeued"), None
@@ -128,7 +93,7 @@ def derive_state(manifest: Manifest, cid: str, rec: dict | None, last: dict | No
             cls = "node_failure" if att is not None else "cancelled"
         return "failed", cls
     if last["launcher"] == "local":
-        alive = att is not None and att.get("host") == socket.gethostname() and _pid_alive(int(att["pid"]))
+        alive = att is not None and att.get("host") == socket.gethostname() and pid_alive(int(att["pid"]))
         if alive:
             return "running", None
         if rec is not None and rec["status"] == "preempted":
@@ -155,7 +120,7 @@ def _driver_running(manifest: Manifest) -> bool:
 
     if getattr(manifest, "holds_lock", False):
         return False  # this process is the driver: cells still `pending` now belong to no one
-    path = manifest.sweep_dir / ".driver.lock"
+    path = manifest.layout.driver_lock
     if not path.exists():
         return False
     with open(path) as f:
@@ -183,6 +148,11 @@ def text_table(rows: list[dict[str, Any]], cols: list[tuple[str, str]], fmt=cell
     return ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
 
 
+def count_line(counts: Counter) -> str:
+    """'2 completed, 1 failed': the counts by name, in name order."""
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     cols = [
         ("cell_id", "cell"),
@@ -195,9 +165,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         ("job_id", "job"),
     ]
     lines = text_table(rows, cols)
-    counts = Counter(r["status"] for r in rows)
     lines.append("")
-    lines.append(f"{len(rows)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    lines.append(f"{len(rows)} cells: " + count_line(Counter(r["status"] for r in rows)))
     for r in rows:
         if r.get("config_changed"):
             lines.append(f"{r['cell_id']}: config refreshed: {', '.join(r['config_changed'])}")

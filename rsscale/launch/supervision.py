@@ -115,8 +115,19 @@ def install_cell_side() -> None:
 
 
 def _watch(driver_pid: int, poll_s: float = 1.0) -> None:
-    from rsscale.launch.status import _pid_alive
-
-    while _pid_alive(driver_pid):
+    while pid_alive(driver_pid):
         time.sleep(poll_s)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def pid_alive(pid: int) -> bool:
+    """True for a live process; a zombie (killed, not yet reaped) counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True

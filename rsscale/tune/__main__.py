@@ -14,22 +14,30 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import hydra
 import optuna
+import submitit
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rsscale.config import CELL_GROUPS, CONF_DIR, cell_hash
 from rsscale.io import atomic_write_json, read_json
 from rsscale.launch.grid import _links
+from rsscale.launch.launcher import SlurmLauncher
+from rsscale.launch.resources import _bucket, resource_class
+from rsscale.launch.slurm import partition_cpus
+from rsscale.layout import JOURNAL_NAME, StudyLayout
 from rsscale.train.record import provenance
-from rsscale.tune.space import SearchSpaceError, parse_space, validate_space
-from rsscale.tune.storage import JOURNAL_NAME, open_storage
+from rsscale.tune.results import counts, finalize
+from rsscale.tune.space import SearchSpaceError, parse_space, trial_cell, validate_space
+from rsscale.tune.status import format_trials, trial_rows
+from rsscale.tune.storage import open_storage
 from rsscale.tune.study import PRUNERS, SAMPLERS, budget_used, describe
-from rsscale.tune.worker import STUDY_META, TuneWorker, load_study
+from rsscale.tune.worker import TuneWorker, load_study
 
 _DIR_NEUTRAL = ("hydra.", "tune.", "sweep.", "sweep_root", "cluster", "logger", "search=", "runtime.progress")
 
@@ -114,7 +122,7 @@ def prepare(cfg: DictConfig, study_dir: Path) -> dict[str, Any]:
         "tune": tune,
         "cluster": OmegaConf.to_container(cfg.cluster, resolve=True),
     }
-    path = study_dir / STUDY_META
+    path = StudyLayout(study_dir).meta
     if path.exists():
         old = read_json(path)
         if old["identity"] != meta["identity"]:
@@ -151,8 +159,6 @@ def create(meta: dict[str, Any], study_dir: Path) -> optuna.Study:
 
 
 def launch(meta: dict[str, Any], study_dir: Path, n_workers: int) -> list:
-    import submitit
-
     cluster = meta["cluster"]
     tune = meta["tune"]
     local = cluster["name"] == "local" or cluster.get("kind") == "local"
@@ -162,19 +168,11 @@ def launch(meta: dict[str, Any], study_dir: Path, n_workers: int) -> list:
         jobs = []
         for w in workers:
             w.threads = threads
-            ex = submitit.LocalExecutor(folder=study_dir / "logs" / "%j")
+            ex = submitit.LocalExecutor(folder=StudyLayout(study_dir).submitit_folder)
             ex.update_parameters(timeout_min=int(cluster.get("timeout_min") or 10080))
             jobs.append(ex.submit(w))
         return jobs
-    from dataclasses import replace
-
-    from rsscale.launch.launcher import SlurmLauncher
-    from rsscale.launch.resources import _bucket, resource_class
-    from rsscale.tune.space import trial_cell
-
     if cluster.get("cpus_per_node") == "auto":
-        from rsscale.launch.slurm import partition_cpus
-
         cluster["cpus_per_node"] = partition_cpus(cluster.get("partition"))
     _, params, fixed = parse_space(meta["search"])
     rc = resource_class(trial_cell(meta["base"], meta["links"], fixed, {}), cluster)
@@ -208,7 +206,7 @@ def run_tune(cfg: DictConfig) -> int:
         n_workers = max(1, min(int(tune["workers"]), n - used + busy))
         jobs = launch(meta, study_dir, n_workers)
         ids = [str(j.job_id) for j in jobs]
-        with open(study_dir / "jobs.jsonl", "a") as f:
+        with open(StudyLayout(study_dir).jobs, "a") as f:
             f.write(
                 json.dumps(
                     {
@@ -226,8 +224,6 @@ def run_tune(cfg: DictConfig) -> int:
         _wait(study_dir, jobs, float(tune["poll_s"]))
     study, meta = load_study(study_dir)
     trials = study.get_trials(deepcopy=False)
-    from rsscale.tune.results import finalize
-    from rsscale.tune.status import format_trials, trial_rows
 
     print(format_trials(*trial_rows(study_dir)))
     if budget_used(trials) < n or any(t.state == optuna.trial.TrialState.RUNNING for t in trials):
@@ -241,7 +237,8 @@ def run_tune(cfg: DictConfig) -> int:
         f"\nrsscale: best trial {best['trial']}: minival top1 {best['minival_top1']:.4f}, "
         f"val top1 {best['val_top1']:.4f}  ({json.dumps(best['params'], default=str)})"
     )
-    print(f"rsscale: {study_dir / 'best.json'}; report in {study_dir / 'report'}")
+    files = StudyLayout(study_dir)
+    print(f"rsscale: {files.best}; report in {files.report}")
     print(f"rsscale: use it: python -m rsscale.sweep +grid=NAME {best['use_with']}")
     return 0
 
@@ -251,8 +248,6 @@ def _wait(study_dir: Path, jobs: list, poll_s: float) -> None:
     while True:
         try:
             study, _ = load_study(study_dir)
-            from rsscale.tune.results import counts
-
             line = ", ".join(f"{k} {v}" for k, v in sorted(counts(study).items()))
         except Exception as e:  # noqa: BLE001 - a progress line is not worth a crash
             line = f"(study unreadable: {e})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,11 @@ import yaml
 from optuna.trial import TrialState
 
 from rsscale.io import atomic_write_bytes, atomic_write_json, read_json
-from rsscale.launch.runner import CONFIG_NAME
+from rsscale.layout import CellLayout, StudyLayout
 from rsscale.train.record import load_record, provenance, write_record
 from rsscale.tune.study import describe, metric_key
 
 log = logging.getLogger("rsscale.tune")
-BEST_NAME = "best.json"
 
 
 def evaluate_val(cell_dir: Path) -> dict[str, float | None]:
@@ -39,7 +39,7 @@ def evaluate_val(cell_dir: Path) -> dict[str, float | None]:
     final = record.get("final") or {}
     if final.get("val_top1") is not None:
         return final
-    cell = read_json(cell_dir / CONFIG_NAME)
+    cell = read_json(CellLayout(cell_dir).config)
     rt = cell["runtime"]
     device = pick_device(rt["device"])
     amp = autocast_dtype(rt["precision"], device)
@@ -71,10 +71,7 @@ def evaluate_val(cell_dir: Path) -> dict[str, float | None]:
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        out[t.state.name.lower()] = out.get(t.state.name.lower(), 0) + 1
-    return out
+    return dict(Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False)))
 
 
 def finalize(study: optuna.Study, meta: dict[str, Any], study_dir: Path) -> dict[str, Any] | None:
@@ -84,9 +81,9 @@ def finalize(study: optuna.Study, meta: dict[str, Any], study_dir: Path) -> dict
         return None
     best = study.best_trial
     cid = best.user_attrs["cell_id"]
-    cell_dir = study_dir / "cells" / cid
-    cell = read_json(cell_dir / CONFIG_NAME)
-    final = evaluate_val(cell_dir)
+    files = StudyLayout(study_dir)
+    cell = read_json(files.cell(cid).config)
+    final = evaluate_val(files.cell(cid).dir)
     recipe_path, overrides = export_recipe(study_dir, cell, best.params)
     prov = provenance()
     out = {
@@ -109,9 +106,9 @@ def finalize(study: optuna.Study, meta: dict[str, Any], study_dir: Path) -> dict
         "versions": prov.get("versions"),
         "git_commit": prov.get("git_commit"),
     }
-    atomic_write_json(study_dir / BEST_NAME, out)
+    atomic_write_json(files.best, out)
     try:
-        write_report(study, study_dir / "report")
+        write_report(study, files.report)
     except Exception as e:  # noqa: BLE001 - a failed plot never loses the study's results
         log.warning("tuning report failed: %s: %s", type(e).__name__, e)
     return out
@@ -126,7 +123,7 @@ def export_recipe(study_dir: Path, cell: dict[str, Any], params: dict[str, Any])
         f"# Use: python -m rsscale.sweep +grid=NAME hydra.searchpath=[file://{study_dir}] recipe=tuned\n"
         + yaml.safe_dump(recipe, sort_keys=False)
     )
-    path = study_dir / "recipe" / "tuned.yaml"
+    path = StudyLayout(study_dir).tuned_recipe
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, text.encode())
     overrides = [f"{k}={_fmt_override(v)}" for k, v in params.items() if not k.startswith("recipe.")]

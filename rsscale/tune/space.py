@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rsscale.config import CELL_GROUPS, cell_config, validate_cell
-from rsscale.launch.grid import _get, _resolve_link, _set
+from rsscale.config import cell_config, validate_cell
+from rsscale.launch.grid import _resolve_link, _set, field_problem
 
 PARAM_TYPES = ("float", "int", "categorical")
 SPACE_KEYS = {"name", "description", "params", "fixed"}
@@ -105,18 +105,9 @@ def parse_space(spec: Mapping[str, Any] | None) -> tuple[str, list[Param], dict[
 def check_paths(name: str, params: list[Param], fixed: Mapping[str, Any], base: Mapping) -> None:
     """Every tuned or fixed path is a field of the cell config (a typo is an error, not a new key)."""
     for path in [p.path for p in params] + list(fixed):
-        if path.split(".")[0] not in CELL_GROUPS:
-            raise SearchSpaceError(
-                f"search {name}: {path!r} is not a cell field (groups: {', '.join(CELL_GROUPS)})"
-            )
-        try:
-            _get(base, path)
-        except KeyError:
-            group = path.split(".")[0]
-            keys = ", ".join(sorted(base[group])) if isinstance(base.get(group), Mapping) else ""
-            raise SearchSpaceError(
-                f"search {name}: {path!r} is not a config field; {group} has: {keys}"
-            ) from None
+        problem = field_problem(base, path)
+        if problem:
+            raise SearchSpaceError(f"search {name}: {path!r} {problem}")
 
 
 def trial_cell(base: Mapping, links: Mapping[str, str], fixed: Mapping, values: Mapping[str, Any]) -> dict:

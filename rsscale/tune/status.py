@@ -14,15 +14,11 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from rsscale.launch.status import cell_text, text_table
+from rsscale.launch.manifest import count_attempts
+from rsscale.launch.status import cell_text, count_line, text_table
+from rsscale.layout import StudyLayout
 from rsscale.train.record import load_record
 from rsscale.tune.study import REQUEUED, ROOT, budget_used, last_sign_of_life
-
-STUDY_META = "study.json"
-
-
-def is_study_dir(path: str | Path) -> bool:
-    return (Path(path) / STUDY_META).exists()
 
 
 def trial_rows(study_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -40,11 +36,11 @@ def trial_rows(study_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, An
         if t.state == TrialState.FAIL and REQUEUED in t.system_attrs:
             state = "requeued"
         cid = t.user_attrs.get("cell_id")
-        rec = load_record(study_dir / "cells" / cid) if cid else None
+        files = StudyLayout(study_dir).cell(cid) if cid else None
+        rec = load_record(files.dir) if files else None
         history = (rec or {}).get("history") or []
         epochs = ((rec or {}).get("config") or {}).get("recipe", {}).get("epochs")
         minival = t.value if t.value is not None else (max(t.intermediate_values.values(), default=None))
-        att = study_dir / "cells" / cid / "attempts.jsonl" if cid else None
         rows.append(
             {
                 "trial": t.number,
@@ -54,9 +50,7 @@ def trial_rows(study_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, An
                 "epochs": f"{len(history)}/{epochs}" if epochs else "-",
                 "minival_top1": minival,
                 "pruned": t.state == TrialState.PRUNED,
-                "attempts": sum(1 for line in att.read_text().splitlines() if line.strip())
-                if att is not None and att.exists()
-                else 0,
+                "attempts": count_attempts(files.attempts) if files else 0,
                 "params": t.params,
             }
         )
@@ -95,9 +89,8 @@ def format_trials(head: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         return cell_text(v)
 
     lines = text_table(rows, cols, fmt)
-    counts = Counter(r["state"] for r in rows)
     lines.append("")
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    summary = count_line(Counter(r["state"] for r in rows))
     lines.append(
         f"study {head['study_name']}: {head['used']}/{head['n_trials']} trials of the budget; {summary}"
     )

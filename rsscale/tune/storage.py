@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import fcntl
 import os
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.storages.journal._file import BaseJournalFileLock
 
-JOURNAL_NAME = "journal.log"
+from rsscale.layout import StudyLayout
+
 LOCKS = ("flock", "open")
 
 
@@ -97,6 +97,6 @@ def open_storage(study_dir: str | os.PathLike, url: str | None = None, lock: str
         return optuna.storages.RDBStorage(url)
     if lock not in LOCKS:
         raise ValueError(f"tune.journal_lock={lock!r}: allowed {', '.join(LOCKS)}")
-    path = str(Path(study_dir) / JOURNAL_NAME)
+    path = str(StudyLayout(study_dir).journal)
     lock_obj = FlockLock(path) if lock == "flock" else JournalFileOpenLock(path, grace_period=30)
     return optuna.storages.JournalStorage(RepairingJournalBackend(path, lock_obj=lock_obj))

@@ -26,7 +26,8 @@ from optuna.trial import TrialState
 
 from rsscale.config import cell_hash
 from rsscale.io import atomic_write_json, read_json
-from rsscale.launch.runner import CONFIG_NAME, CellRunner, _job_id, _setup_logging
+from rsscale.launch.runner import CellRunner, _job_id, _setup_logging
+from rsscale.layout import StudyLayout
 from rsscale.tune.space import parse_space, trial_cell
 from rsscale.tune.storage import open_storage
 from rsscale.tune.study import (
@@ -40,13 +41,12 @@ from rsscale.tune.study import (
     requeue_stale,
 )
 
-STUDY_META = "study.json"
 log = logging.getLogger("rsscale.tune")
 
 
 def load_study(study_dir: str | os.PathLike, seed: int | None = None) -> tuple[optuna.Study, dict[str, Any]]:
     """The study of a study directory, with its pinned sampler and pruner, and its metadata."""
-    meta = read_json(Path(study_dir) / STUDY_META)
+    meta = read_json(StudyLayout(study_dir).meta)
     tune = meta["tune"]
     storage = open_storage(study_dir, tune.get("storage"), tune.get("journal_lock", "flock"))
     study = optuna.load_study(
@@ -100,13 +100,14 @@ class TuneWorker(submitit.helpers.Checkpointable):
 
     def __call__(self) -> dict[str, Any]:
         study_dir = Path(self.study_dir)
+        files = StudyLayout(study_dir)
         if self.threads:
             import torch
 
             torch.set_num_threads(int(self.threads))
-        (study_dir / "logs").mkdir(parents=True, exist_ok=True)
-        _setup_logging(study_dir / "logs" / f"worker{self.index}.log")
-        meta = read_json(study_dir / STUDY_META)
+        files.logs.mkdir(parents=True, exist_ok=True)
+        _setup_logging(files.worker_log(self.index))
+        meta = read_json(files.meta)
         tune = meta["tune"]
         first = optuna.load_study(
             study_name=meta["study_name"],
@@ -170,15 +171,14 @@ class TuneWorker(submitit.helpers.Checkpointable):
             f"trial:{root}",
         ]
         cid = f"trial-{root:04d}"
-        cell_dir = study_dir / "cells" / cid
-        if (cell_dir / CONFIG_NAME).exists() and cell_hash(read_json(cell_dir / CONFIG_NAME)) != cell_hash(
-            cell
-        ):
+        files = StudyLayout(study_dir).cell(cid)
+        if files.config.exists() and cell_hash(read_json(files.config)) != cell_hash(cell):
             cid = f"trial-{trial.number:04d}"  # a re-queue whose parameters differ: a fresh run
-            cell_dir = study_dir / "cells" / cid
+            files = StudyLayout(study_dir).cell(cid)
+        cell_dir = files.dir
         cell_dir.mkdir(parents=True, exist_ok=True)
-        if not (cell_dir / CONFIG_NAME).exists():
-            atomic_write_json(cell_dir / CONFIG_NAME, cell)
+        if not files.config.exists():
+            atomic_write_json(files.config, cell)
         trial.set_user_attr("cell_id", cid)
         CellRunner(self.study_dir, cid)._log_attempt()
         key = metric_key(cell)
@@ -241,7 +241,7 @@ class TuneWorker(submitit.helpers.Checkpointable):
             "job_id": _job_id(),
             "resume_trial": self.current,
         }
-        with open(study_dir / "workers.jsonl", "a") as f:
+        with open(StudyLayout(study_dir).workers, "a") as f:
             f.write(json.dumps(line) + "\n")
 
     def checkpoint(self, *args, **kwargs):

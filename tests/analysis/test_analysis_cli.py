@@ -3,8 +3,9 @@ import json
 import pandas as pd
 import pytest
 
-from rsscale.analysis import synthetic as S
 from rsscale.analyze import main
+from rsscale.layout import SweepLayout
+from tests.analysis import synthetic_laws as S
 
 
 def test_report_from_sweep_dir(sweep_dir, capsys):
@@ -12,7 +13,7 @@ def test_report_from_sweep_dir(sweep_dir, capsys):
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "malformed record" in out.err and "left out of the fits" in out.err
-    rep = sweep_dir / "report"
+    rep = SweepLayout(sweep_dir).report
     rec = json.loads((rep / "recommendations.json").read_text())
     for e in ("10", "350"):
         v = rec["depth_vs_width"][e]
@@ -58,7 +59,7 @@ def test_report_from_sweep_dir(sweep_dir, capsys):
 
 
 def test_empty_sweep_dir_exits_2(tmp_path, capsys):
-    (tmp_path / "s" / "cells").mkdir(parents=True)
+    SweepLayout(tmp_path / "s").cells.mkdir(parents=True)
     assert main([str(tmp_path / "s")]) == 2
     assert "empty sweep directory" in capsys.readouterr().err
 
@@ -69,7 +70,7 @@ def test_no_completed_cells_exits_1(tmp_path, capsys, paper_table):
     assert main([str(tmp_path / "s"), "--no-figures"]) == 1
     err = capsys.readouterr().err
     assert "no completed cells" in err and "5 failed" in err
-    assert len(pd.read_csv(tmp_path / "s" / "report" / "summary.csv")) == 6
+    assert len(pd.read_csv(SweepLayout(tmp_path / "s").report / "summary.csv")) == 6
 
 
 def test_mixed_datasets_are_analysed_separately(sweep_dir, tmp_path, capsys, paper_table):

@@ -4,13 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rsscale.analysis import synthetic as S
 from rsscale.analysis.load import COLUMNS, SCHEMA, LoadError, load_results, normalize, record_to_row
+from rsscale.layout import CellLayout, SweepLayout
+from tests.analysis import synthetic_laws as S
 
 
 def test_sweep_dir_one_row_per_cell_with_schema(sweep_dir):
     df = load_results(sweep_dir)
-    manifest = json.loads((sweep_dir / "manifest.json").read_text())
+    manifest = json.loads(SweepLayout(sweep_dir).manifest.read_text())
     assert len(df) == len(manifest["cells"])
     assert list(df.columns[: len(COLUMNS)]) == COLUMNS
     for c, (t, _) in SCHEMA.items():
@@ -30,7 +31,7 @@ def test_sweep_dir_one_row_per_cell_with_schema(sweep_dir):
     assert bad[["depth", "width", "resolution", "epochs"]].notna().all().all()
     # values round-trip from the record
     good = df[df["usable"]].iloc[0]
-    rec = json.loads((sweep_dir / "cells" / good["cell_id"] / "record.json").read_text())
+    rec = json.loads(SweepLayout(sweep_dir).cell(good["cell_id"]).record.read_text())
     assert good["top1"] == rec["final"]["top1"]
     assert good["flops"] == rec["cost"]["flops_per_image"]
     assert good["train_step_s"] == rec["cost"]["train_step_s"]
@@ -47,15 +48,34 @@ def test_failed_record_row():
     assert not df.loc[0, "usable"] and "status failed" in df.loc[0, "note"]
 
 
+def test_record_statuses_come_from_the_one_vocabulary():
+    """A tuning trial's `pruned` record is a record status (rsscale.states), not a malformed record."""
+    row = S.make_table(depths=(50,), widths=(1.0,), resolutions=(32,), epochs=(2,)).iloc[0].to_dict()
+    df = normalize(pd.DataFrame([record_to_row(S.make_record(row, status="pruned"), "x")]))
+    assert df.loc[0, "status"] == "pruned" and not df.loc[0, "usable"]
+    assert df.loc[0, "note"] == "status pruned"
+    bad = normalize(pd.DataFrame([record_to_row({**S.make_record(row), "status": "exploded"}, "x")]))
+    assert bad.loc[0, "status"] == "malformed" and "unknown status 'exploded'" in bad.loc[0, "note"]
+
+
+def test_unreadable_manifest_falls_back_to_the_cell_records(sweep_dir):
+    n_records = sum(1 for d in SweepLayout(sweep_dir).cell_dirs() if CellLayout(d).record.exists())
+    SweepLayout(sweep_dir).manifest.write_text('{"grid": "synthetic", "cells": {')  # torn write
+    df = load_results(sweep_dir)
+    assert len(df) == n_records  # the manifest-only (pending) cells are gone with it
+    assert any("unreadable manifest" in n and "reading cells/ only" in n for n in df.attrs["notes"])
+    assert (df["status"] == "completed").sum() == 95
+
+
 def test_empty_and_missing_sweep_dirs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(LoadError, match="not a sweep directory"):
         load_results(tmp_path / "empty")
-    (tmp_path / "empty2" / "cells").mkdir(parents=True)
+    SweepLayout(tmp_path / "empty2").cells.mkdir(parents=True)
     with pytest.raises(LoadError, match="empty sweep directory"):
         load_results(tmp_path / "empty2")
     (tmp_path / "empty3").mkdir()
-    (tmp_path / "empty3" / "manifest.json").write_text('{"grid": "g", "cells": {}}')
+    SweepLayout(tmp_path / "empty3").manifest.write_text('{"grid": "g", "cells": {}}')
     with pytest.raises(LoadError, match="empty sweep directory"):
         load_results(tmp_path / "empty3")
     with pytest.raises(LoadError, match="no such"):

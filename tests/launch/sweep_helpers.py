@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rsscale.layout import CellLayout, SweepLayout
+
 REPO = Path(__file__).resolve().parents[2]
 TEST_GRIDS = Path(__file__).resolve().parent / "grids"
 # Small, fast cells: synthetic data, W&B off, no analysis, tiny latency batch.
@@ -51,15 +53,15 @@ def status(sweep_dir: Path) -> list[dict]:
 
 def attempts(sweep_dir: Path) -> dict[str, int]:
     out = {}
-    for d in sorted((sweep_dir / "cells").iterdir()):
-        f = d / "attempts.jsonl"
+    for d in sorted(SweepLayout(sweep_dir).cells.iterdir()):
+        f = CellLayout(d).attempts
         out[d.name] = sum(1 for line in f.read_text().splitlines() if line.strip()) if f.exists() else 0
     return out
 
 
 def records(sweep_dir: Path) -> dict[str, dict]:
     return {
-        d.name: json.loads((d / "record.json").read_text())
-        for d in sorted((sweep_dir / "cells").iterdir())
-        if (d / "record.json").exists()
+        d.name: json.loads(CellLayout(d).record.read_text())
+        for d in sorted(SweepLayout(sweep_dir).cells.iterdir())
+        if CellLayout(d).record.exists()
     }

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from rsscale.launch.cores import core_shares, write_shares
+from rsscale.layout import CellLayout, SweepLayout
 from tests.launch.sweep_helpers import REPO, sweep
 
 
@@ -20,7 +21,7 @@ def test_core_shares_split_the_machine_only_when_nothing_waits():
 
 
 def test_thread_follower_sets_torch_threads_in_the_training_thread(tmp_path):
-    cell = tmp_path / "cells" / "c1"
+    cell = SweepLayout(tmp_path).cell("c1").dir
     cell.mkdir(parents=True)
     code = f"""
 import torch
@@ -47,7 +48,7 @@ print(before, torch.get_num_threads(), written)
 def test_last_running_cell_gets_the_freed_core(tmp_path):
     d = tmp_path / "sw"
     sweep(d, "model.stem=small", grid="tail")
-    logs = {c.name: (c / "train.log").read_text() for c in (d / "cells").iterdir()}
+    logs = {c.name: CellLayout(c).train_log.read_text() for c in SweepLayout(d).cells.iterdir()}
     long_log = next(text for name, text in logs.items() if "-e10-" in name)
     short_log = next(text for name, text in logs.items() if "-e1-" in name)
     assert "threads 1 -> 2" in long_log, long_log
@@ -60,5 +61,5 @@ def test_pinned_or_deterministic_cells_keep_their_threads(tmp_path):
     different thread count changes float sums (the random-kill test's metrics differed once)."""
     d = tmp_path / "sw"
     sweep(d, "model.stem=small", "runtime.threads=1", grid="tail")
-    logs = {c.name: (c / "train.log").read_text() for c in (d / "cells").iterdir()}
+    logs = {c.name: CellLayout(c).train_log.read_text() for c in SweepLayout(d).cells.iterdir()}
     assert all("threads 1 -> 2" not in text for text in logs.values()), logs

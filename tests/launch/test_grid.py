@@ -82,6 +82,12 @@ def test_unknown_axis_key_is_rejected(tmp_path):
     (tmp_path / "grid" / "typo.yaml").write_text("name: typo\naxes:\n  model.dept: [26]\n")
     with pytest.raises(GridError, match="model.dept"):
         expand(cfg("+grid=typo", f"hydra.searchpath=[file://{tmp_path}]"))
+    # the same check as a search space's (rsscale.tune.space): the group's fields are listed
+    with pytest.raises(GridError, match=r"axis 'model.dept' is not a config field; model has: .*depth"):
+        expand(cfg("+grid=typo", f"hydra.searchpath=[file://{tmp_path}]"))
+    (tmp_path / "grid" / "group.yaml").write_text("name: group\nfixed:\n  optim.lr: 0.1\n")
+    with pytest.raises(GridError, match=r"fixed field 'optim.lr' is not a cell field \(groups: model"):
+        expand(cfg("+grid=group", f"hydra.searchpath=[file://{tmp_path}]"))
 
 
 def test_unknown_field_override_is_a_hydra_error():

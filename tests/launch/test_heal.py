@@ -22,6 +22,7 @@ from rsscale.config import cell_config, cell_hash, compose, normalize, validate_
 from rsscale.launch.grid import GridError, check_grid_file, expand
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.status import cell_rows
+from rsscale.layout import CellLayout, SweepLayout
 from rsscale.train.loop import train
 from tests.launch.sweep_helpers import FAST, REPO, attempts, records, status, sweep
 from tests.train.train_helpers import RESUME, tiny_cell
@@ -47,7 +48,7 @@ def local_cell(d: Path, cid: str = "c1", job: str = "111") -> Manifest:
 
 def log_attempt(m: Manifest, cid: str, job: str) -> None:
     line = {"host": socket.gethostname(), "pid": dead_pid(), "job_id": job, "resume": False}
-    with open(m.cell_dir(cid) / "attempts.jsonl", "a") as f:
+    with open(m.layout.cell(cid).attempts, "a") as f:
         f.write(json.dumps(line) + "\n")
 
 
@@ -71,10 +72,9 @@ def test_rerun_with_a_fixed_unhashed_field_retries_the_new_config_and_says_what_
     (r,) = status(d)
     assert r["status"] == "completed" and r["config_changed"] == ["runtime.eval_batch_size"]
     cid = r["cell_id"]
-    assert json.loads((d / "cells" / cid / "config.json").read_text())["runtime"]["eval_batch_size"] == 256
+    assert json.loads(SweepLayout(d).cell(cid).config.read_text())["runtime"]["eval_batch_size"] == 256
     assert (
-        json.loads((d / "cells" / cid / "record.json").read_text())["config"]["runtime"]["eval_batch_size"]
-        == 256
+        json.loads(SweepLayout(d).cell(cid).record.read_text())["config"]["runtime"]["eval_batch_size"] == 256
     )
 
 
@@ -118,23 +118,23 @@ def test_lost_or_garbage_record_and_bad_checkpoint_resume_from_evidence(tmp_path
     assert done["final"] == ref["final"]
     log_attempt(m, "c1", "111")
 
-    (run / "record.json").unlink()  # deleted: was `failed code_error`, out of retries
+    CellLayout(run).record.unlink()  # deleted: was `failed code_error`, out of retries
     assert (row(m)["status"], row(m)["error_class"]) == ("interrupted", None)
     again = train(cell, run, cell_id_="c1")
     assert again["status"] == "completed" and again["final"] == ref["final"]
     assert _curve(again) == _curve(ref)  # the history came back from the checkpoint
 
-    (run / "record.json").write_text('{"status": "compl')  # truncated
+    CellLayout(run).record.write_text('{"status": "compl')  # truncated
     assert row(m)["status"] == "interrupted"
     again = train(cell, run, cell_id_="c1")  # used to crash on the same file
     assert again["final"] == ref["final"]
 
-    (run / "checkpoint.pt").write_bytes(b"garbage")  # falls back to the previous checkpoint
-    (run / "record.json").unlink()
-    assert (run / "checkpoint.prev.pt").exists()
+    CellLayout(run).checkpoint.write_bytes(b"garbage")  # falls back to the previous checkpoint
+    CellLayout(run).record.unlink()
+    assert CellLayout(run).checkpoint_prev.exists()
     again = train(cell, run, cell_id_="c1")
     assert again["final"] == ref["final"]
-    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == ref["history"][-1]["step"]
+    assert torch.load(CellLayout(run).checkpoint, weights_only=False)["step"] == ref["history"][-1]["step"]
 
 
 def test_kill_during_start_up_is_a_node_failure_and_pending_without_a_driver_is_interrupted(tmp_path):
@@ -179,10 +179,10 @@ def _start(d: Path, *extra: str) -> subprocess.Popen:
 def _training_pid(d: Path, timeout: float = 240) -> tuple[str, int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for cell in (d / "cells").glob("*") if (d / "cells").exists() else []:
-            att = cell / "attempts.jsonl"
-            rec = cell / "record.json"
-            if att.exists() and rec.exists() and (cell / "checkpoint.pt").exists():
+        for cell in SweepLayout(d).cells.glob("*") if SweepLayout(d).cells.exists() else []:
+            att = CellLayout(cell).attempts
+            rec = CellLayout(cell).record
+            if att.exists() and rec.exists() and CellLayout(cell).checkpoint.exists():
                 lines = [json.loads(x) for x in att.read_text().splitlines() if x.strip()]
                 if json.loads(rec.read_text())["status"] == "running":
                     return cell.name, int(lines[-1]["pid"])
@@ -191,11 +191,11 @@ def _training_pid(d: Path, timeout: float = 240) -> tuple[str, int]:
 
 
 def _gone(pid: int, timeout: float) -> bool:
-    from rsscale.launch.status import _pid_alive
+    from rsscale.launch.supervision import pid_alive
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.2)
     return False
@@ -240,7 +240,7 @@ def test_sigterm_and_sigkill_of_the_local_driver_stop_its_cells_which_resume(tmp
     sweep(d, *long, grid=None)
     assert records(d)[cid]["status"] == "completed"
     assert attempts(d)[cid] == 3
-    lines = (d / "cells" / cid / "attempts.jsonl").read_text().splitlines()
+    lines = SweepLayout(d).cell(cid).attempts.read_text().splitlines()
     assert all(json.loads(x)["resume"] for x in lines[1:])
 
 

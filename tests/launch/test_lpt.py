@@ -10,6 +10,7 @@ import pytest
 from rsscale.config import compose
 from rsscale.launch.grid import expand
 from rsscale.launch.resources import cell_cost, local_cell_seconds, longest_first
+from rsscale.layout import CellLayout, SweepLayout
 from tests.launch.sweep_helpers import TEST_GRIDS, sweep
 
 
@@ -46,7 +47,7 @@ def test_local_launcher_starts_the_longest_cell_first(tmp_path):
     done = re.findall(r"\[\d+/3\] (d\d+-w[\d.]+)-", proc.stdout + proc.stderr)
     assert done == ["d101-w0.25", "d26-w0.5", "d26-w0.25"], proc.stdout + proc.stderr
     starts = {}
-    for cell in (d / "cells").iterdir():
-        first = (cell / "attempts.jsonl").read_text().splitlines()[0]
+    for cell in SweepLayout(d).cells.iterdir():
+        first = CellLayout(cell).attempts.read_text().splitlines()[0]
         starts[cell.name.rsplit("-", 3)[0]] = json.loads(first)
     assert starts["d101-w0.25"]["time"] <= starts["d26-w0.5"]["time"] <= starts["d26-w0.25"]["time"]

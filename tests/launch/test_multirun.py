@@ -23,6 +23,7 @@ import rsscale.sweep  # noqa: F401 - registers the sweep-dir resolver
 from rsscale.config import CONF_DIR, compose
 from rsscale.launch.grid import expand
 from rsscale.launch.multirun import MultirunError, canonical, expand_multirun
+from rsscale.layout import SweepLayout
 from tests.launch.sweep_helpers import FAST, REPO, attempts, records, status
 
 TINY = ["data.train_res=16", "recipe.epochs=1"]
@@ -155,7 +156,7 @@ def test_bad_combination_on_the_command_line_launches_nothing(tmp_path):
     proc = run_m(d, *TINY, "model.depth=26,37", "model.width=0.25,0.5", check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "model.depth=37" in proc.stderr and "is not a ResNet-RS depth" in proc.stderr
-    assert not (d / "manifest.json").exists() and not (d / "cells").exists()
+    assert not SweepLayout(d).manifest.exists() and not SweepLayout(d).cells.exists()
 
 
 # ------------------------------------------------------------------------------ end to end (slow)
@@ -164,7 +165,7 @@ def test_multirun_runs_every_cell_in_one_sweep_then_skips_them(tmp_path):
     d = tmp_path / "sw"
     out = run_m(d, *TINY, "model.depth=26,50", "model.width=0.25,0.5").stdout
     assert "4 cells" in out and "4 new" in out and "4 cells: 4 completed" in out, out
-    manifest = json.loads((d / "manifest.json").read_text())
+    manifest = json.loads(SweepLayout(d).manifest.read_text())
     assert manifest["grid"] == "default" and len(manifest["cells"]) == 4
     assert {(c["axes"]["model.depth"], c["axes"]["model.width"]) for c in manifest["cells"].values()} == {
         (26, 0.25),
@@ -194,15 +195,15 @@ def test_multirun_on_slurm_is_one_array(slurm_cluster, tmp_path):
     try:
         out = run_m(d, *TINY, "cluster=slurm", "cluster.partition=debug", "model.width=0.25,0.5").stdout
         assert "submitted 2 cells as array" in out and "2 cells: 2 completed" in out, out
-        cells = json.loads((d / "manifest.json").read_text())["cells"]
+        cells = json.loads(SweepLayout(d).manifest.read_text())["cells"]
         ids = [c["submissions"][-1]["job_id"] for c in cells.values()]
         assert len({j.split("_")[0] for j in ids}) == 1 and sorted(j.split("_")[1] for j in ids) == ["0", "1"]
         assert {r["status"] for r in records(d).values()} == {"completed"}
     finally:
-        if (d / "manifest.json").exists():
+        if SweepLayout(d).manifest.exists():
             ids = [
                 s["job_id"]
-                for c in json.loads((d / "manifest.json").read_text())["cells"].values()
+                for c in json.loads(SweepLayout(d).manifest.read_text())["cells"].values()
                 for s in c["submissions"]
             ]
             subprocess.run(["scancel", *ids], capture_output=True, check=False, timeout=60)

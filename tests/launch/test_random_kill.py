@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from rsscale.launch.status import _pid_alive
+from rsscale.launch.supervision import pid_alive
+from rsscale.layout import SweepLayout
 from tests.launch.sweep_helpers import FAST, REPO, TEST_GRIDS, records
 
 pytestmark = pytest.mark.slow
@@ -73,17 +74,17 @@ def final_metrics(d: Path) -> dict[str, tuple]:
 
 def live_cell_pids(d: Path) -> list[int]:
     pids = []
-    for f in (d / "cells").glob("*/attempts.jsonl") if (d / "cells").exists() else []:
+    for f in SweepLayout(d).cells.glob("*/attempts.jsonl") if SweepLayout(d).cells.exists() else []:
         lines = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
-        if lines and lines[-1]["host"] == socket.gethostname() and _pid_alive(int(lines[-1]["pid"])):
+        if lines and lines[-1]["host"] == socket.gethostname() and pid_alive(int(lines[-1]["pid"])):
             pids.append(int(lines[-1]["pid"]))
     return pids
 
 
 def slurm_tasks(d: Path, state: str) -> list[str]:
-    if not (d / "manifest.json").exists():
+    if not SweepLayout(d).manifest.exists():
         return []
-    cells = json.loads((d / "manifest.json").read_text())["cells"].values()
+    cells = json.loads(SweepLayout(d).manifest.read_text())["cells"].values()
     ids = [c["submissions"][-1]["job_id"] for c in cells if c["submissions"]]
     if not ids:
         return []
@@ -99,7 +100,7 @@ def slurm_tasks(d: Path, state: str) -> list[str]:
 def launches(d: Path) -> int:
     """Submissions in the manifest so far (a driver that launched cells added some)."""
     try:
-        cells = json.loads((d / "manifest.json").read_text())["cells"].values()
+        cells = json.loads(SweepLayout(d).manifest.read_text())["cells"].values()
     except (OSError, ValueError):
         return 0
     return sum(len(c["submissions"]) for c in cells)
@@ -213,7 +214,7 @@ def test_random_kills_of_a_slurm_sweep_lose_nothing(slurm_cluster, reference, tm
         kill_rounds(tmp_path, "slurm", reference, SLURM)
     finally:
         for d in tmp_path.glob("sw*"):
-            if (d / "manifest.json").exists():
-                cells = json.loads((d / "manifest.json").read_text())["cells"].values()
+            if SweepLayout(d).manifest.exists():
+                cells = json.loads(SweepLayout(d).manifest.read_text())["cells"].values()
                 ids = [s["job_id"] for c in cells for s in c["submissions"]]
                 subprocess.run(["scancel", *ids], capture_output=True, check=False, timeout=60)

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from rsscale.layout import SweepLayout
 from tests.launch.sweep_helpers import FAST, REPO, TEST_GRIDS, attempts, records, status, sweep
 
 
@@ -22,7 +23,7 @@ def test_local_sweep_completes_then_rerun_skips_everything(tmp_path):
     recs = records(d)
     assert len(recs) == 2 and all(r["status"] == "completed" for r in recs.values())
     assert all(r["final"]["top1"] is not None and r["cost"]["flops_per_image"] > 0 for r in recs.values())
-    manifest = json.loads((d / "manifest.json").read_text())
+    manifest = json.loads(SweepLayout(d).manifest.read_text())
     assert manifest["grid"] == "tiny" and len(manifest["cells"]) == 2
     before = attempts(d)
     assert set(before.values()) == {1}
@@ -79,9 +80,9 @@ def test_killed_sweep_resumes_unfinished_cells_and_skips_finished(tmp_path):
         deadline = time.time() + 300
         # wait until the first cell completed and the second has a checkpoint
         while time.time() < deadline:
-            recs = records(d) if (d / "cells").exists() else {}
+            recs = records(d) if SweepLayout(d).cells.exists() else {}
             done = [c for c, r in recs.items() if r["status"] == "completed"]
-            ckpts = [c for c in recs if c not in done and (d / "cells" / c / "checkpoint.pt").exists()]
+            ckpts = [c for c in recs if c not in done and SweepLayout(d).cell(c).checkpoint.exists()]
             if done and ckpts:
                 break
             time.sleep(0.2)
@@ -101,7 +102,7 @@ def test_killed_sweep_resumes_unfinished_cells_and_skips_finished(tmp_path):
     assert after[done[0]] == before[done[0]] == 1  # the finished cell was not trained again
     assert after[killed] == 2
     assert all(r["status"] == "completed" for r in records(d).values())
-    lines = (d / "cells" / killed / "attempts.jsonl").read_text().splitlines()
+    lines = SweepLayout(d).cell(killed).attempts.read_text().splitlines()
     assert json.loads(lines[-1])["resume"] is True
 
 
@@ -109,14 +110,14 @@ def test_unknown_grid_fails_before_anything_is_created(tmp_path):
     proc = sweep(tmp_path / "sw", grid="nope", check=False)
     assert proc.returncode != 0
     assert "grid/nope" in proc.stderr + proc.stdout and "depth_width" in proc.stderr + proc.stdout
-    assert not (tmp_path / "sw" / "manifest.json").exists()
+    assert not SweepLayout(tmp_path / "sw").manifest.exists()
 
 
 def test_invalid_cell_fails_before_submission(tmp_path):
     proc = sweep(tmp_path / "sw", "model.depth=37", check=False)
     assert proc.returncode == 2
     assert "model.depth=37" in proc.stderr
-    assert not (tmp_path / "sw" / "manifest.json").exists()
+    assert not SweepLayout(tmp_path / "sw").manifest.exists()
 
 
 def test_sweep_dir_is_deterministic_and_overridable(tmp_path):

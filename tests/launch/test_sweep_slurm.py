@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from rsscale.launch.slurm import sacct_states
+from rsscale.layout import CellLayout, SweepLayout
 from tests.launch.sweep_helpers import FAST, REPO, TEST_GRIDS, attempts, records, status, sweep
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -57,11 +58,11 @@ TIMEOUT = [
 
 # ------------------------------------------------------------------------------------------ helpers
 def manifest(d: Path) -> dict:
-    return json.loads((d / "manifest.json").read_text())
+    return json.loads(SweepLayout(d).manifest.read_text())
 
 
 def job_ids(d: Path) -> list[str]:
-    if not (d / "manifest.json").exists():
+    if not SweepLayout(d).manifest.exists():
         return []
     return [s["job_id"] for c in manifest(d)["cells"].values() for s in c["submissions"]]
 
@@ -118,11 +119,11 @@ def all_terminal(rows: dict) -> bool:
 
 def wait_checkpoint(d: Path, cell_id: str, timeout: float) -> dict:
     """Wait until the cell trains (a step checkpoint on disk, record running); return its record."""
-    cell = d / "cells" / cell_id
+    cell = SweepLayout(d).cell(cell_id).dir
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (cell / "checkpoint.pt").exists() and (cell / "record.json").exists():
-            rec = json.loads((cell / "record.json").read_text())
+        if CellLayout(cell).checkpoint.exists() and CellLayout(cell).record.exists():
+            rec = json.loads(CellLayout(cell).record.read_text())
             if rec["status"] == "running":
                 return rec
         time.sleep(0.2)
@@ -130,7 +131,7 @@ def wait_checkpoint(d: Path, cell_id: str, timeout: float) -> dict:
 
 
 def attempt_lines(d: Path, cell_id: str) -> list[dict]:
-    path = d / "cells" / cell_id / "attempts.jsonl"
+    path = SweepLayout(d).cell(cell_id).attempts
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -221,7 +222,7 @@ def test_preempted_cell_resumes_from_its_checkpoint_and_matches_an_uninterrupted
     lines = attempt_lines(pre, cid)
     assert [a["job_id"] for a in lines] == [job, job] and [a["resume"] for a in lines] == [False, True]
     assert [a["slurm_restart_count"] for a in lines] == [0, 1]
-    assert "resumed" in (pre / "cells" / cid / "train.log").read_text()
+    assert "resumed" in SweepLayout(pre).cell(cid).train_log.read_text()
     (state,) = jobs_ended([job]).values()  # accounting: one requeue, then completed
     assert state.state == "COMPLETED" and state.restarts == 1 and state.previous == ("REQUEUED",)
     got, want = records(pre)[cid], records(ref)[cid]
@@ -302,7 +303,7 @@ def test_failed_and_cancelled_cells_do_not_stop_the_others(slurm_cluster, sweeps
     assert recs[survivor]["status"] == "completed" and recs[survivor]["final"]["top1"] is not None
     assert recs[faulty]["status"] == "failed" and "fault injection" in recs[faulty]["error"]
     assert recs[victim]["history"] is not None  # the cancelled cell's record and checkpoint remain
-    assert (d / "cells" / victim / "checkpoint.pt").exists()
+    assert SweepLayout(d).cell(victim).checkpoint.exists()
     assert {c: e["status"] for c, e in manifest(d)["cells"].items()} == {
         survivor: "completed",
         faulty: "failed",
@@ -329,7 +330,7 @@ def test_unsatisfiable_resources_fail_before_anything_is_submitted(
     err = proc.stderr
     assert "rsscale.sweep: error:" in err and "runtime.tasks=16" in err and message in err, err
     assert "Traceback" not in err
-    assert not (d / "manifest.json").exists() and not (d / "cells").exists()
+    assert not SweepLayout(d).manifest.exists() and not SweepLayout(d).cells.exists()
     assert jobs_named(f"rsscale-{d.name}") == []  # no job reached the controller
 
 
@@ -357,7 +358,7 @@ def test_two_task_cell_runs_as_one_ddp_job_and_follows_the_one_task_cell(slurm_c
         check=True,
     ).stdout.split()
     assert f"{job}.0|2|COMPLETED" in steps, steps
-    assert sorted(p.name for p in (two / "logs" / job).glob("*_log.out")) == [
+    assert sorted(p.name for p in (SweepLayout(two).logs / job).glob("*_log.out")) == [
         f"{job}_0_log.out",
         f"{job}_1_log.out",
     ]
@@ -392,5 +393,5 @@ def test_cell_longer_than_its_time_limit_completes_through_timeout_requeues(slur
     assert state.state == "COMPLETED" and state.restarts == len(lines) - 1 >= 1
     assert set(state.previous) == {"REQUEUED"}
     # submitit took every USR2 as a time-out (the requeues count against max_num_timeout)
-    log = (d / "logs" / job / f"{job}_0_log.out").read_text()
+    log = (SweepLayout(d).logs / job / f"{job}_0_log.out").read_text()
     assert log.count("this job is timed-out") >= 1 and "this job is preempted" not in log

@@ -14,6 +14,7 @@ import time
 import pytest
 from optuna.trial import TrialState
 
+from rsscale.layout import StudyLayout
 from rsscale.tune.study import REQUEUED, ROOT
 from tests.tune.tune_helpers import REPO, env, load, tune, tune_cmd
 
@@ -34,7 +35,7 @@ def _wait_for_mid_study(d, proc, timeout=400):
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        if (d / "journal.log").exists():
+        if StudyLayout(d).journal.exists():
             trials = load(d).trials
             running = [t for t in trials if t.state == TrialState.RUNNING]
             done = [t for t in trials if t.state in FINISHED]
@@ -42,7 +43,7 @@ def _wait_for_mid_study(d, proc, timeout=400):
                 t
                 for t in running
                 if t.user_attrs.get("cell_id")
-                and (d / "cells" / t.user_attrs["cell_id"] / "checkpoint.pt").exists()
+                and StudyLayout(d).cell(t.user_attrs["cell_id"]).checkpoint.exists()
             ]
             if done and checkpointed:
                 return
@@ -63,7 +64,7 @@ def test_sigkilled_study_resumes_requeues_stale_trials_and_keeps_the_budget(tmp_
     try:
         _wait_for_mid_study(d, proc)
     finally:
-        pids = [json.loads(line)["pid"] for line in (d / "workers.jsonl").read_text().splitlines()]
+        pids = [json.loads(line)["pid"] for line in StudyLayout(d).workers.read_text().splitlines()]
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local workers it started
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
@@ -72,9 +73,9 @@ def test_sigkilled_study_resumes_requeues_stale_trials_and_keeps_the_budget(tmp_
     before = load(d).trials
     kept = {t.number: (t.state, t.value) for t in before if t.state in FINISHED}
     stale = [t.number for t in before if t.state == TrialState.RUNNING]
-    ckpt = {n: (d / "cells" / f"trial-{n:04d}" / "checkpoint.pt").exists() for n in stale}
+    ckpt = {n: StudyLayout(d).cell(f"trial-{n:04d}").checkpoint.exists() for n in stale}
     assert kept and any(ckpt.values())
-    with open(d / "journal.log", "ab") as f:  # killed in the middle of an append
+    with open(StudyLayout(d).journal, "ab") as f:  # killed in the middle of an append
         f.write(b'{"op_code":6,"worker_id":"x","trial_id":')
 
     out = tune(d, *RUN).stdout
@@ -85,14 +86,11 @@ def test_sigkilled_study_resumes_requeues_stale_trials_and_keeps_the_budget(tmp_
         copies = [t for t in trials if t.user_attrs.get(ROOT) == n]
         assert len(copies) == 1 and copies[0].state in FINISHED
         assert copies[0].params == trials[n].params
-        att = [
-            json.loads(x)
-            for x in (d / "cells" / f"trial-{n:04d}" / "attempts.jsonl").read_text().splitlines()
-        ]
+        att = [json.loads(x) for x in StudyLayout(d).cell(f"trial-{n:04d}").attempts.read_text().splitlines()]
         assert len(att) == 2 and att[1]["resume"] is ckpt[n]  # resumed from the dead worker's checkpoint
     counted = [t for t in trials if not (t.state == TrialState.FAIL and REQUEUED in t.system_attrs)]
     assert len(counted) == 4 and all(t.state in FINISHED for t in counted)
-    best = json.loads((d / "best.json").read_text())
+    best = json.loads(StudyLayout(d).best.read_text())
     assert best["trials"]["fail"] == len(stale) and best["val_top1"] is not None
     assert "4/4 trials of the budget" in out
 

@@ -12,6 +12,7 @@ import uuid
 import pytest
 from optuna.trial import TrialState
 
+from rsscale.layout import StudyLayout
 from rsscale.tune.study import REQUEUED, ROOT
 from tests.tune.tune_helpers import REPO, env, load, tune_cmd
 
@@ -36,7 +37,7 @@ def stop_study(proc: subprocess.Popen, d) -> None:
     """A test that failed midway leaves no driver or worker jobs behind on the shared cluster."""
     if proc.poll() is None:
         proc.kill()
-        ids = [j for line in (d / "jobs.jsonl").read_text().splitlines() for j in json.loads(line)["jobs"]]
+        ids = [j for line in StudyLayout(d).jobs.read_text().splitlines() for j in json.loads(line)["jobs"]]
         subprocess.run(["scancel", *ids], check=False)
 
 
@@ -50,7 +51,7 @@ def test_slurm_array_workers_survive_a_scancel_mid_trial(slurm_cluster, tmp_path
         t0 = time.monotonic()
         while victim is None and time.monotonic() - t0 < 400:
             assert proc.poll() is None, proc.stdout.read()
-            if (d / "journal.log").exists():
+            if StudyLayout(d).journal.exists():
                 for t in load(d).trials:
                     cid, job = (
                         t.user_attrs.get("cell_id"),
@@ -60,8 +61,8 @@ def test_slurm_array_workers_survive_a_scancel_mid_trial(slurm_cluster, tmp_path
                         t.state == TrialState.RUNNING
                         and job
                         and cid
-                        and (d / "cells" / cid / "checkpoint.pt").exists()
-                        and len(json.loads((d / "cells" / cid / "record.json").read_text())["history"]) < 2
+                        and StudyLayout(d).cell(cid).checkpoint.exists()
+                        and len(json.loads(StudyLayout(d).cell(cid).record.read_text())["history"]) < 2
                     ):  # at least two epochs left: the kill lands in this trial
                         victim = (t.number, job)
                         break
@@ -87,9 +88,9 @@ def test_slurm_array_workers_survive_a_scancel_mid_trial(slurm_cluster, tmp_path
     assert copy[0].user_attrs["rsscale_worker"]["job_id"] != victim[1]  # the surviving worker took it over
     counted = [t for t in trials if not (t.state == TrialState.FAIL and REQUEUED in t.system_attrs)]
     assert len(counted) == 3 and all(t.state in FINISHED for t in counted)
-    att = (d / "cells" / f"trial-{victim[0]:04d}" / "attempts.jsonl").read_text().splitlines()
+    att = StudyLayout(d).cell(f"trial-{victim[0]:04d}").attempts.read_text().splitlines()
     assert len(att) == 2 and json.loads(att[1])["resume"] is True
-    assert json.loads((d / "best.json").read_text())["val_top1"] is not None
+    assert json.loads(StudyLayout(d).best.read_text())["val_top1"] is not None
 
 
 def test_a_preempted_worker_is_requeued_and_resumes_its_own_trial(slurm_cluster, tmp_path):
@@ -112,7 +113,7 @@ def test_a_preempted_worker_is_requeued_and_resumes_its_own_trial(slurm_cluster,
         job, t0 = None, time.monotonic()
         while job is None and time.monotonic() - t0 < 400:
             assert proc.poll() is None, proc.stdout.read()
-            if (d / "cells" / "trial-0000" / "checkpoint.pt").exists():
+            if StudyLayout(d).cell("trial-0000").checkpoint.exists():
                 job = load(d).trials[0].user_attrs["rsscale_worker"]["job_id"]
             time.sleep(1)
         assert job is not None, "the trial reached no checkpoint on SLURM in time"
@@ -123,9 +124,9 @@ def test_a_preempted_worker_is_requeued_and_resumes_its_own_trial(slurm_cluster,
     assert proc.returncode == 0, out
     trials = load(d).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE], out
-    starts = [json.loads(x) for x in (d / "workers.jsonl").read_text().splitlines()]
+    starts = [json.loads(x) for x in StudyLayout(d).workers.read_text().splitlines()]
     assert len(starts) == 2 and starts[1]["resume_trial"] == 0  # the requeued worker knew its trial
-    att = [json.loads(x) for x in (d / "cells" / "trial-0000" / "attempts.jsonl").read_text().splitlines()]
+    att = [json.loads(x) for x in StudyLayout(d).cell("trial-0000").attempts.read_text().splitlines()]
     assert len(att) == 2 and att[1]["resume"] is True and att[1]["slurm_restart_count"] >= 1
-    rec = json.loads((d / "cells" / "trial-0000" / "record.json").read_text())
+    rec = json.loads(StudyLayout(d).cell("trial-0000").record.read_text())
     assert rec["status"] == "completed" and rec["attempts"] == 2 and len(rec["history"]) == 4

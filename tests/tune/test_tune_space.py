@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 import rsscale.tune.__main__ as tune_main
 from rsscale.config import compose
+from rsscale.layout import StudyLayout
 from rsscale.tune.space import SearchSpaceError, parse_space, trial_cell
 from tests.tune.tune_helpers import REPO, env, tune_cmd
 
@@ -81,7 +82,7 @@ def test_the_cli_exits_2_with_the_message_and_runs_no_trial(tmp_path):
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "rsscale.tune: error: tune.n_trials must be an integer >= 1, got 0" in proc.stderr
-    assert not (d / "journal.log").exists() and not (d / "cells").exists()
+    assert not StudyLayout(d).journal.exists() and not StudyLayout(d).cells.exists()
 
 
 def test_trial_cell_applies_values_and_re_resolves_links():

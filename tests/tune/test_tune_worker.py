@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 import rsscale.data.synthetic as syn
 import rsscale.tune.__main__ as tune_main
 from rsscale.config import compose
+from rsscale.layout import StudyLayout
 from rsscale.tune.results import finalize
 from rsscale.tune.worker import TuneWorker, load_study
 from tests.tune.tune_helpers import FAST
@@ -55,10 +56,10 @@ def test_trials_never_read_val_pruned_trials_keep_records_and_only_the_best_sees
     assert pinned["optuna"] == optuna.__version__ and pinned["versions"]["torch"] and "git_commit" in pinned
     states = [t.state for t in study.trials]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
-    pruned = json.loads((d / "cells" / "trial-0001" / "record.json").read_text())
+    pruned = json.loads(StudyLayout(d).cell("trial-0001").record.read_text())
     assert pruned["status"] == "pruned" and len(pruned["history"]) == 1  # stopped at the epoch boundary
     assert "median pruner at epoch 1" in pruned["error"]
-    done = json.loads((d / "cells" / "trial-0000" / "record.json").read_text())
+    done = json.loads(StudyLayout(d).cell("trial-0000").record.read_text())
     assert done["final"]["val_top1"] is None and done["final"]["minival_top1"] == study.best_value
 
     best = finalize(study, meta, d)
@@ -67,17 +68,13 @@ def test_trials_never_read_val_pruned_trials_keep_records_and_only_the_best_sees
     assert 0.0 <= best["val_top1"] <= 1.0 and best["params"] == {"recipe.lr_base": 0.4}
     assert best["sampler"]["class"] == "TPESampler" and best["pruner"]["class"] == "MedianPruner"
     assert best["versions"]["optuna"] == optuna.__version__ and "git_commit" in best
-    on_disk = json.loads((d / "best.json").read_text())
+    on_disk = json.loads(StudyLayout(d).best.read_text())
     assert on_disk["val_top1"] == best["val_top1"]
-    assert (
-        json.loads((d / "cells" / "trial-0000" / "record.json").read_text())["final"]["val_top1"] is not None
-    )
-    assert (
-        json.loads((d / "cells" / "trial-0001" / "record.json").read_text())["final"].get("val_top1") is None
-    )
+    assert json.loads(StudyLayout(d).cell("trial-0000").record.read_text())["final"]["val_top1"] is not None
+    assert json.loads(StudyLayout(d).cell("trial-0001").record.read_text())["final"].get("val_top1") is None
     for name in ("history", "pruning"):
         for ext in ("png", "svg"):
-            assert (d / "report" / f"{name}.{ext}").stat().st_size > 1000
+            assert (StudyLayout(d).report / f"{name}.{ext}").stat().st_size > 1000
     # the exported preset is a full recipe a sweep picks with one override
     sweep_cfg = compose([f"hydra.searchpath=[file://{d}]", "recipe=tuned"])
     assert sweep_cfg.recipe.lr_base == 0.4 and sweep_cfg.recipe.epochs == 3

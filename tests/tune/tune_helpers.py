@@ -9,6 +9,8 @@ from pathlib import Path
 
 import optuna
 
+from rsscale.layout import StudyLayout
+
 REPO = Path(__file__).resolve().parents[2]
 # ResNet-RS-26 x0.25 at 16 px on 1,024 synthetic images (~20 minival images), W&B off.
 FAST = [
@@ -61,5 +63,5 @@ def load(study_dir: Path) -> optuna.Study:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    storage = JournalStorage(JournalFileBackend(str(study_dir / "journal.log")))
+    storage = JournalStorage(JournalFileBackend(str(StudyLayout(study_dir).journal)))
     return optuna.load_study(study_name=study_dir.name, storage=storage)

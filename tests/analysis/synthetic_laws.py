@@ -1,4 +1,4 @@
-"""Results generated from known scaling laws: for tests, benchmarks and trying the analysis.
+"""Results generated from known scaling laws: test data for the analysis (and scripts/bench_analysis.py).
 
 ``make_table`` draws one row per grid cell (the table columns of :mod:`rsscale.analysis.load`)
 from an additive law per epoch budget::
@@ -10,8 +10,9 @@ r=224), so along the depth path error falls as C^-alpha and along the width path
 C^-(beta/2): depth beats width at equal FLOPs exactly when alpha > beta / 2 (with A_d = A_w).
 The compute-optimal resolution grows as C^k, k = (1/gamma) / (1/alpha + 2/beta + 2/gamma).
 
-``write_sweep`` writes a table as a sweep directory that follows docs/contracts.md exactly
-(manifest.json, cells/<cell_id>/record.json, attempts.jsonl).
+``write_sweep`` writes a table as a sweep directory through the modules that own its contract
+(``rsscale.layout`` for the paths, ``Manifest`` for manifest.json, ``write_record`` for the
+records); cell hashes come from ``rsscale.config.cell_hash``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import pandas as pd
 
 from rsscale.config import cell_hash
 from rsscale.io import atomic_write_json
+from rsscale.launch.manifest import Manifest
+from rsscale.layout import SweepLayout
 from rsscale.models.resnet_rs import MODEL_CFG_DEFAULTS
 
 
@@ -267,44 +270,32 @@ def write_sweep(
     record, as cells that have not run yet.
     """
     path = Path(path)
-    (path / "cells").mkdir(parents=True, exist_ok=True)
-    cells: dict[str, Any] = {}
+    layout = SweepLayout(path)
+    layout.cells.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(path)
+    manifest.data["grid"] = grid
     rows = table.to_dict("records")
     for i, row in enumerate(rows):
         status = (statuses or {}).get(i, "completed")
         rec = make_record(row, status=status)
         cid = rec["cell_id"]
-        cdir = path / "cells" / cid
-        is_pending = i >= len(rows) - pending
-        cells[cid] = {
-            "hash": rec["cell_hash"],
-            "overrides": [
-                f"model.depth={row['depth']}",
-                f"model.width={row['width']}",
-                f"data.train_res={row['resolution']}",
-                f"recipe.epochs={rec['config']['recipe']['epochs']}",
-            ],
-            "axes": {
-                "model.depth": int(row["depth"]),
-                "model.width": float(row["width"]),
-                "data.train_res": int(row["resolution"]),
-                "recipe.epochs": rec["config"]["recipe"]["epochs"],
-            },
-            "cell_dir": f"cells/{cid}",
-            "resource_class": "small",
-            "submissions": [] if is_pending else [{"job_id": "1", "array_index": i, "time": rec["created"]}],
-            "status": "pending" if is_pending else status,
+        axes = {
+            "model.depth": int(row["depth"]),
+            "model.width": float(row["width"]),
+            "data.train_res": int(row["resolution"]),
+            "recipe.epochs": rec["config"]["recipe"]["epochs"],
         }
-        if is_pending:
+        entry = manifest.add_cell(cid, rec["cell_hash"], axes, None, "small")
+        if i >= len(rows) - pending:
+            entry["status"] = "pending"
             continue
-        cdir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(cdir / "record.json", rec)
-        with open(cdir / "attempts.jsonl", "w") as f:
-            f.write(
-                json.dumps(
-                    {"job_id": "1", "host": "synthetic", "time": rec["created"], "resumed_from_step": None}
-                )
-                + "\n"
-            )
-    atomic_write_json(path / "manifest.json", {"grid": grid, "cells": cells})
+        manifest.add_submission(cid, "1", "slurm", "small")
+        entry["status"] = status
+        files = layout.cell(cid)
+        # written as is (not write_record, which stamps `updated` with the clock): byte-reproducible
+        atomic_write_json(files.record, rec, fsync=False)
+        with open(files.attempts, "w") as f:
+            attempt = {"job_id": "1", "host": "synthetic", "pid": 0, "time": rec["created"]}
+            f.write(json.dumps({**attempt, "slurm_restart_count": 0, "resume": False}) + "\n")
+    manifest.save()
     return path
