@@ -20,6 +20,8 @@ import threading
 import time
 from collections.abc import Iterator
 
+from rsscale.train.stop_signals import cell_stop_signals, is_local_cell  # noqa: F401 - the cell side
+
 DRIVER_PID_ENV = "RSSCALE_DRIVER_PID"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _SHIELDED = {signal.SIGINT, signal.SIGHUP}
@@ -87,15 +89,6 @@ def stop_job(job) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- cell
-def is_local_cell() -> bool:
-    return os.environ.get("SUBMITIT_EXECUTOR") == "local"
-
-
-def cell_stop_signals() -> tuple[int, ...]:
-    """Signals on which a cell checkpoints and stops, besides the scheduler's USR2."""
-    return (signal.SIGTERM,) if is_local_cell() else ()
-
-
 class StopBeforeTraining(SystemExit):
     """SIGTERM before the train loop took over the signal: nothing to checkpoint yet."""
 

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from rsscale.io import atomic_torch_save
+from rsscale.layout import CHECKPOINT_NAME
+from rsscale.layout import PREVIOUS_CHECKPOINT_NAME as PREVIOUS_NAME
 from rsscale.train import distributed as D
 
-CHECKPOINT_NAME = "checkpoint.pt"
-PREVIOUS_NAME = "checkpoint.prev.pt"
 log = logging.getLogger("rsscale.train")
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from rsscale.config import cell_hash, cell_id, validate_cell
-from rsscale.launch.supervision import cell_stop_signals
 from rsscale.train.checkpoint import Checkpointer, PreemptRequested
 from rsscale.train.device import autocast_dtype, cpu_has_fast_bf16, pick_device, setup_runtime
 from rsscale.train.evaluate import Evaluator, evaluate, measure_latency
 from rsscale.train.recorder import Diverged, Pruned, RunRecorder, classify_exception
+from rsscale.train.stop_signals import cell_stop_signals
 from rsscale.train.trainer import UNREADABLE_NAME, Progress, Trainer
 
 __all__ = [

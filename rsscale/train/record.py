@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from rsscale.io import atomic_write_json, read_json
+from rsscale.layout import RECORD_NAME
+from rsscale.states import ERROR_CLASSES as ERROR_CLASSES  # re-exported: the record vocabulary
+from rsscale.states import RECORD_STATUSES as STATUSES  # noqa: F401 - re-exported
 
 SCHEMA_VERSION = 1
-STATUSES = ("running", "completed", "failed", "diverged", "preempted", "pruned")
-ERROR_CLASSES = ("oom", "diverged", "timeout", "node_failure", "code_error", "preempted", "cancelled")
-RECORD_NAME = "record.json"
 
 
 def now() -> str:

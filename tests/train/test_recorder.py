@@ -8,6 +8,7 @@ import re
 import pytest
 
 import rsscale.train.recorder as recorder_mod
+from rsscale.layout import RECORD_NAME
 from rsscale.train.checkpoint import PreemptRequested
 from rsscale.train.record import load_record, new_record, write_record
 from rsscale.train.recorder import Diverged, Pruned, RunRecorder
@@ -170,7 +171,7 @@ def test_only_the_main_rank_writes(tmp_path, wandb):
     rec = started(tmp_path, is_main=False)
     rec.end_epoch(entry(1), epochs=1)
     rec.finish("completed", final={})
-    assert not (tmp_path / "record.json").exists()
+    assert not (tmp_path / RECORD_NAME).exists()
     assert rec.record["status"] == "completed" and not wandb[0].enabled
 
 
@@ -181,7 +182,7 @@ def test_a_record_of_another_config_is_refused(tmp_path):
 
 
 def test_an_unreadable_record_starts_a_new_one(tmp_path):
-    (tmp_path / "record.json").write_text("{not json")
+    (tmp_path / RECORD_NAME).write_text("{not json")
     rec = RunRecorder.load(tmp_path, CFG, "cell-a", "h" * 16)
     assert rec.record["cell_hash"] == "h" * 16 and rec.record["attempts"] == 0
 

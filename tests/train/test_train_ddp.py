@@ -9,6 +9,7 @@ import pytest
 import torch
 from train_helpers import TINY, finish, free_port, load_ckpt, start_run, tiny_cell
 
+from rsscale.layout import RECORD_NAME
 from rsscale.train.loop import train
 
 pytestmark = pytest.mark.slow
@@ -53,7 +54,7 @@ def test_two_processes_follow_one_process_and_survive_a_one_rank_preemption(tmp_
     # the epoch loss is the global-batch loss on every rank (all-reduced), not rank 0's half
     assert [h["train_loss"] for h in rank0["history"]] == [h["train_loss"] for h in rank1["history"]]
     assert rank0["final"] == rank1["final"]
-    record = json.loads((run_dir / "record.json").read_text())
+    record = json.loads((run_dir / RECORD_NAME).read_text())
     assert record["status"] == "completed"
     assert record["provenance"]["world_size"] == 2
     # torch's SyncBatchNorm raises on CPU input: CPU runs keep per-rank BN statistics (batch 32
@@ -71,11 +72,11 @@ def test_two_processes_follow_one_process_and_survive_a_one_rank_preemption(tmp_
     pre_dir = tmp_path / "preempted"
     results = run_ddp(tmp_path, pre_dir, overrides, preempt_rank=1)
     assert [(r["returncode"], r["status"]) for r in results] == [(3, "preempted"), (3, "preempted")]
-    assert json.loads((pre_dir / "record.json").read_text())["status"] == "preempted"
+    assert json.loads((pre_dir / RECORD_NAME).read_text())["status"] == "preempted"
     assert load_ckpt(pre_dir)["step"] == 3
     results = run_ddp(tmp_path, pre_dir, overrides)
     assert [r["returncode"] for r in results] == [0, 0]
-    resumed = json.loads((pre_dir / "record.json").read_text())
+    resumed = json.loads((pre_dir / RECORD_NAME).read_text())
     assert resumed["status"] == "completed" and resumed["attempts"] == 2
     assert [h["train_loss"] for h in resumed["history"]] == pytest.approx(ddp_loss, rel=1e-9)
     a, b = load_ckpt(run_dir)["model"], load_ckpt(pre_dir)["model"]

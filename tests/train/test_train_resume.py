@@ -11,6 +11,7 @@ import pytest
 from train_helpers import RESUME, STEPS_PER_EPOCH, assert_same_run, finish, load_ckpt, start_run, tiny_cell
 
 from rsscale.config import cell_hash
+from rsscale.layout import CHECKPOINT_NAME, RECORD_NAME
 from rsscale.train.loop import PreemptRequested, train
 
 
@@ -19,7 +20,7 @@ def test_sigkill_mid_epoch_then_restart_matches_uninterrupted(tmp_path, referenc
     run_dir = tmp_path / "run"
     # steps take >= 0.3 s, so the kill lands well before the next checkpoint (step 4)
     proc = start_run(tmp_path, run_dir, RESUME, env={"TEST_STEP_SLEEP": "0.3"})
-    ckpt_path = run_dir / "checkpoint.pt"
+    ckpt_path = run_dir / CHECKPOINT_NAME
     deadline = time.monotonic() + 120
     while not ckpt_path.exists():  # the first checkpoint is at step 2 of epoch 1
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -31,12 +32,12 @@ def test_sigkill_mid_epoch_then_restart_matches_uninterrupted(tmp_path, referenc
 
     ckpt = load_ckpt(run_dir)
     assert ckpt["epoch"] == 0 and 0 < ckpt["micro_in_epoch"] < STEPS_PER_EPOCH, "killed mid-epoch"
-    killed = json.loads((run_dir / "record.json").read_text())
+    killed = json.loads((run_dir / RECORD_NAME).read_text())
     assert killed["status"] == "running" and killed["history"] == []  # nothing got to write it
 
     result = finish(start_run(tmp_path, run_dir, RESUME))
     assert result["returncode"] == 0 and result["status"] == "completed"
-    record = json.loads((run_dir / "record.json").read_text())
+    record = json.loads((run_dir / RECORD_NAME).read_text())
     assert record["attempts"] == 2
     assert record["cell_hash"] == ref_record["cell_hash"] == cell_hash(tiny_cell(base=RESUME))
     assert_same_run(ref_dir, run_dir, ref_record, record)
@@ -61,7 +62,7 @@ def test_sigusr2_checkpoints_at_step_boundary_then_restart_matches(tmp_path, ref
 
     ckpt = load_ckpt(run_dir)
     assert (ckpt["step"], ckpt["epoch"], ckpt["micro_in_epoch"]) == (3, 0, 3)
-    rec = json.loads((run_dir / "record.json").read_text())
+    rec = json.loads((run_dir / RECORD_NAME).read_text())
     assert (rec["status"], rec["error_class"], rec["finished"]) == ("preempted", "preempted", None)
 
     record = train(cell, run_dir)

@@ -17,6 +17,7 @@ import rsscale.data
 import rsscale.models
 from rsscale import io as rio
 from rsscale.config import cell_hash
+from rsscale.layout import RECORD_NAME
 from rsscale.models import count_params
 from rsscale.train.loop import PreemptRequested, train
 from rsscale.train.recipe import lr_at, peak_lr
@@ -108,7 +109,7 @@ def test_lr_in_history_follows_the_schedule(short_run):
 
 def test_record_schema(short_run):
     cell, run_dir, record, _ = short_run
-    on_disk = json.loads((run_dir / "record.json").read_text())
+    on_disk = json.loads((run_dir / RECORD_NAME).read_text())
     assert on_disk == json.loads(json.dumps(record))
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
     assert on_disk["schema_version"] == 1
@@ -162,7 +163,7 @@ def test_record_write_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk gone"):
         write_record(tmp_path, {"status": "completed", "n": 2})
     assert load_record(tmp_path)["n"] == 1  # the old record, whole
-    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no temp file left
+    assert [p.name for p in tmp_path.iterdir()] == [RECORD_NAME]  # no temp file left
 
 
 def test_nan_loss_ends_the_run_as_diverged(tmp_path):

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from rsscale.config import REPO_ROOT, cell_config, compose
+from rsscale.layout import CHECKPOINT_NAME
 
 # A tiny, fast cell: RS-26 x0.25, small stem, 16 px, 512 synthetic images (10 in minival),
 # batch 64 -> 7 steps per epoch.
@@ -131,7 +132,7 @@ def free_port() -> int:
 
 
 def load_ckpt(run_dir: Path) -> dict:
-    return torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    return torch.load(Path(run_dir) / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
 
 
 def assert_same_run(a_dir: Path, b_dir: Path, a_record: dict, b_record: dict) -> None:
