@@ -399,19 +399,23 @@ def _cell_name(c: Mapping[str, Any]) -> str:
     return f"RS-{m['depth']} x{m['width']} stem={m['stem']}, {d['name']} @ {d['train_res']} px"
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = _parse(argv)
+def run_cli(prog: str, args: argparse.Namespace, measure: Callable, fmt: Callable) -> int:
+    """A benchmark's command line: measure, print the table, write `--json`; bad input exits 2."""
     try:
-        report = run(a)
+        report = measure(args)
     except ValueError as e:
-        print(f"rsscale.bench: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    print(format_report(report), flush=True)
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(report, indent=2, default=str))
-        print(f"report: {a.json}")
+    print(fmt(report), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+        print(f"report: {args.json}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("rsscale.bench", _parse(argv), run, format_report)
 
 
 if __name__ == "__main__":

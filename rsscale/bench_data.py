@@ -18,8 +18,6 @@ A measurement, never a test of speed.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rsscale.bench import _step, hardware, summarize, versions
+from rsscale.bench import _step, hardware, run_cli, summarize, versions
 from rsscale.train.step import sync, time_call
 
 
@@ -268,18 +266,7 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = _parse(argv)
-    try:
-        report = run(a)
-    except ValueError as e:
-        print(f"rsscale.bench_data: error: {e}", file=sys.stderr)
-        return 2
-    print(format_report(report), flush=True)
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(report, indent=2, default=str))
-        print(f"report: {a.json}")
-    return 0
+    return run_cli("rsscale.bench_data", _parse(argv), run, format_report)
 
 
 if __name__ == "__main__":

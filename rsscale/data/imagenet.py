@@ -400,10 +400,6 @@ class LoaderTrainStream(TrainStream):
         self.loader = _loader(dataset, self.sampler, num_workers, self.device, persistent=True)
         self.mean255, self.std255 = _norm_tensors(MEAN, STD, self.device)
 
-    def batches(self, epoch: int, start_step: int = 0, *, return_indices: bool = False) -> Iterator:
-        self._check_step(epoch, start_step)  # eagerly, not at the first next()
-        return self._iter(int(epoch), int(start_step), return_indices)
-
     def _iter(self, epoch: int, start_step: int, return_indices: bool) -> Iterator:
         if start_step == self.steps_per_epoch:
             return

@@ -80,6 +80,11 @@ class TrainStream:
         With ``return_indices`` yield ``(images, labels, indices)``, ``indices`` being the CPU int64
         positions of the samples in the full (pre-split) training set: a debug hook for tests.
         """
+        self._check_step(epoch, start_step)  # eagerly, not at the first next()
+        return self._iter(int(epoch), int(start_step), return_indices)
+
+    def _iter(self, epoch: int, start_step: int, return_indices: bool) -> Iterator:
+        """The generator behind `batches` (each stream's own)."""
         raise NotImplementedError
 
     def epoch_indices(self, epoch: int) -> torch.Tensor:
@@ -247,10 +252,6 @@ class InMemoryTrainStream(TrainStream):
         ox = torch.randint(0, 2 * self.pad + 1, (n,), generator=g)
         fl = torch.randint(0, 2, (n,), generator=g).bool() & self.flip
         return order, oy, ox, fl
-
-    def batches(self, epoch: int, start_step: int = 0, *, return_indices: bool = False) -> Iterator:
-        self._check_step(epoch, start_step)  # eagerly, not at the first next()
-        return self._iter(int(epoch), int(start_step), return_indices)
 
     def _iter(self, epoch: int, start_step: int, return_indices: bool) -> Iterator:
         if start_step == self.steps_per_epoch:

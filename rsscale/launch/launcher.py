@@ -26,13 +26,19 @@ from rsscale.layout import SweepLayout
 log = logging.getLogger("rsscale.sweep")
 
 
-class SlurmLauncher:
-    name = "slurm"
+class _Launcher:
+    """What both launchers hold: the sweep directory, the cluster config and the W&B group."""
+
+    name: str
 
     def __init__(self, sweep_dir: Path, cluster: Mapping[str, Any], group: str | None):
         self.sweep_dir = Path(sweep_dir)
         self.cluster = dict(cluster)
         self.group = group
+
+
+class SlurmLauncher(_Launcher):
+    name = "slurm"
 
     def max_array_size(self) -> int:
         v = self.cluster.get("max_array_size", "auto")
@@ -118,15 +124,10 @@ class SlurmLauncher:
             subprocess.run(["scancel", *job_ids], check=False, capture_output=True)
 
 
-class LocalLauncher:
+class LocalLauncher(_Launcher):
     """Runs cells as local submitit jobs, as many at once as the machine allows (no oversubscription)."""
 
     name = "local"
-
-    def __init__(self, sweep_dir: Path, cluster: Mapping[str, Any], group: str | None):
-        self.sweep_dir = Path(sweep_dir)
-        self.cluster = dict(cluster)
-        self.group = group
 
     def run(
         self,
