@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from rsscale.config import cell_hash, cell_id, validate_cell
+from rsscale.config import cell_hash, cell_id, typed_cell
 from rsscale.train.checkpoint import Checkpointer, PreemptRequested
 from rsscale.train.device import autocast_dtype, cpu_has_fast_bf16, pick_device, setup_runtime
 from rsscale.train.evaluate import Evaluator, evaluate, measure_latency
@@ -56,13 +56,13 @@ def train(
     raising `Pruned` there ends the run as status `pruned` (the tuner's pruning). `minival_only`
     never loads the val set (tuning trials must not see it): `final` then holds minival metrics only.
     """
-    validate_cell(cell)
+    typed = typed_cell(cell)  # every check before anything runs; the schema's defaults for the components
     cfg = copy.deepcopy(dict(cell))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     h = cell_hash(cfg)
     env = setup_runtime(cfg["runtime"])
-    trainer = Trainer(cfg, env, run_dir, minival_only=minival_only)
+    trainer = Trainer(cfg, env, run_dir, minival_only=minival_only, typed=typed)
     recorder = RunRecorder.load(run_dir, cfg, cell_id_ or cell_id(cfg, h), h, is_main=env.is_main)
     checkpointer = Checkpointer(
         run_dir,
@@ -87,7 +87,7 @@ def train(
     with recorder:  # the exception that ends the run -> its status (recorder.ENDINGS)
         trainer.prepare()
         evaluator = Evaluator(cfg, env, trainer.data, trainer.fwd_model, trainer.ema)
-        progress = Progress(cfg["runtime"].get("progress", "auto"), trainer.schedule.total_steps, env.is_main)
+        progress = Progress(typed.runtime.progress, trainer.schedule.total_steps, env.is_main)
         with progress, checkpointer.watch_preemption(on_preempt=lambda: recorder.finish("preempted")):
             while not trainer.done:
                 entry = trainer.train_epoch(checkpointer, recorder, progress, on_step)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rsscale.config import CellConfig, typed_cell
 from rsscale.train import distributed as D
 from rsscale.train.compile_policy import decide_compile
 from rsscale.train.device import RunEnv
@@ -156,9 +157,18 @@ class Progress:
 class Trainer:
     """Data, model, optimiser, EMA, schedule and position of a run; `train_epoch` is one epoch."""
 
-    def __init__(self, cfg: Mapping[str, Any], env: RunEnv, run_dir: Path, *, minival_only: bool = False):
+    def __init__(
+        self,
+        cfg: Mapping[str, Any],
+        env: RunEnv,
+        run_dir: Path,
+        *,
+        minival_only: bool = False,
+        typed: CellConfig | None = None,
+    ):
         """Built in a fixed order (data, model, cost, optimiser, EMA): the RNG draws of each step
         decide the initial weights, and a resumed run replaces them all from the checkpoint."""
+        self.typed = typed or typed_cell(cfg, check_data_files=False)  # the schema's defaults
         from rsscale.data import build_data
         from rsscale.models import build_model, count_params, model_cost
 
@@ -186,7 +196,7 @@ class Trainer:
         )
         if rt["channels_last"]:
             model = model.to(memory_format=torch.channels_last)
-        self.sync_bn = world > 1 and bool(rt.get("sync_bn", True))
+        self.sync_bn = world > 1 and self.typed.runtime.sync_bn
         if self.sync_bn and device.type == "cpu":
             # torch's SyncBatchNorm raises on CPU input in training mode: CPU (gloo) runs keep per-rank
             # BatchNorm statistics, so they match one process at the same global batch only approximately.
@@ -358,7 +368,7 @@ class Trainer:
             "listed_in": UNREADABLE_NAME,
             "first": bad[:5],
         }
-        limit = float(self.cfg["data"].get("max_unreadable_fraction", 0.001))
+        limit = float(self.typed.data.max_unreadable_fraction)
         if len(bad) / total > limit:
             raise ValueError(
                 f"data.max_unreadable_fraction={limit}: {len(bad)} of {total} images are unreadable "
