@@ -15,16 +15,20 @@ def cfg(*overrides: str):
     return compose(list(overrides))
 
 
-def test_depth_width_grid_has_two_six_point_paths_per_budget_with_stable_hashes():
+def test_depth_width_grid_has_two_seven_point_paths_with_stable_hashes():
     _, cells = expand(cfg("+grid=depth_width"))
-    assert len(cells) == 22  # (6 depths + 6 widths - the shared base) x 2 epoch budgets
+    assert len(cells) == 13  # 7 depths + 7 widths - the shared base, one 4-epoch budget
     shapes = {(c.config["model"]["depth"], c.config["model"]["width"]) for c in cells}
-    assert {d for d, w in shapes if w == 0.125} == {26, 50, 101, 152, 200, 270}
-    assert {w for d, w in shapes if d == 26} == {0.125, 0.1875, 0.25, 0.3125, 0.375, 0.4375}
-    assert {c.config["recipe"]["epochs"] for c in cells} == {2, 4}
+    assert {d for d, w in shapes if w == 0.125} == {26, 50, 101, 152, 200, 270, 350}
+    assert {w for d, w in shapes if d == 26} == {0.125, 0.1875, 0.25, 0.3125, 0.375, 0.4375, 0.5}
+    assert {c.config["recipe"]["epochs"] for c in cells} == {4}
     _, again = expand(cfg("+grid=depth_width"))
     assert [c.hash for c in cells] == [c.hash for c in again]
-    assert len({c.cell_id for c in cells}) == 22
+    assert len({c.cell_id for c in cells}) == 13
+    # the cells the previous default grid shared with this one keep their hashes (so a sweep
+    # directory of the old grid skips them as completed)
+    ids = {c.cell_id for c in cells}
+    assert {"d26-w0.125-r16-e4-35fdc4d5", "d270-w0.125-r16-e4-5b1dcb9a", "d26-w0.4375-r16-e4-acfeb70c"} <= ids
 
 
 def test_paper_grid_cases_and_exclusions():
