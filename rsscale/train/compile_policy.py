@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from rsscale.config import RuntimeConfig
+
 # device type -> (eager training FLOP/s per thread or per GPU, compile seconds of train + eval graph)
 EAGER_FLOPS = {"cpu": 6e10, "cuda": 1e14}
 COMPILE_S = {"cpu": 350.0, "cuda": 60.0}
@@ -35,10 +37,10 @@ def expected_train_s(train_flops: float, device: torch.device, workers: int) -> 
 
 def decide_compile(runtime: Mapping[str, Any], device: torch.device, train_flops: float) -> tuple[bool, str]:
     """(compile?, why) for `runtime.compile` (true | false | auto) of a cell of `train_flops` on `device`."""
-    choice = runtime.get("compile", "auto")
+    choice = runtime.get("compile", RuntimeConfig.compile)
     if choice is True or choice is False:
         return bool(choice), f"runtime.compile={str(choice).lower()}"
-    payback = float(runtime.get("compile_payback") or 10.0)
+    payback = float(runtime.get("compile_payback") or RuntimeConfig.compile_payback)
     if device.type == "cpu":
         workers = int(runtime.get("threads") or _env_threads() or torch.get_num_threads() or 1)
     else:

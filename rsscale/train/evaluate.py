@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsscale.config import RuntimeConfig
 from rsscale.train import distributed as D
 from rsscale.train.device import RunEnv
 from rsscale.train.step import TrainStep, autocast, time_call
@@ -119,7 +120,7 @@ class Evaluator:
     def cost(self, history: list[Mapping[str, Any]]) -> dict[str, Any]:
         """The measured part of the record's `cost`: latency (main rank), throughput, peak memory."""
         out: dict[str, Any] = {}
-        if self.cfg["runtime"].get("measure_latency", True) and self.env.is_main:
+        if self.cfg["runtime"].get("measure_latency", RuntimeConfig.measure_latency) and self.env.is_main:
             out.update(
                 measure_latency(
                     self.cfg, self.data.in_chans, self.data.num_classes, self.env.device, self.env.amp_dtype

@@ -11,7 +11,12 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from rsscale.config import LR_SCHEDULES, TABLE8, rs_paper_regularization  # noqa: F401 (the recipe's names)
+from rsscale.config import (  # noqa: F401 (the recipe's names)
+    LR_SCHEDULES,
+    TABLE8,
+    RecipeConfig,
+    rs_paper_regularization,
+)
 
 STEP_MILESTONES = (0.3, 0.6, 0.8)  # the classic step schedule: x0.1 at 30/60/80% of training
 
@@ -61,8 +66,10 @@ def param_groups(model: nn.Module, weight_decay: float, wd_on_bn: bool = False) 
 
 def build_optimizer(model: nn.Module, recipe: Mapping, lr: float, device: torch.device):
     """SGD with momentum 0.9, coupled L2 as in TF; the fused kernel where torch has one."""
-    groups = param_groups(model, recipe["weight_decay"], recipe.get("wd_on_bn", False))
-    kwargs = dict(lr=lr, momentum=recipe["momentum"], nesterov=bool(recipe.get("nesterov", False)))
+    groups = param_groups(model, recipe["weight_decay"], recipe.get("wd_on_bn", RecipeConfig.wd_on_bn))
+    kwargs = dict(
+        lr=lr, momentum=recipe["momentum"], nesterov=bool(recipe.get("nesterov", RecipeConfig.nesterov))
+    )
     try:
         return torch.optim.SGD(groups, fused=True, **kwargs)
     except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device
