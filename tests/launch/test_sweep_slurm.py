@@ -206,13 +206,15 @@ def test_preempted_cell_resumes_from_its_checkpoint_and_matches_an_uninterrupted
     pre, ref = tmp_path / "pre", tmp_path / "ref"
     sweeps += [pre, ref]
     sweep(pre, *SLURM, *PREEMPTIBLE, "sweep.detach=true", grid=None)
-    sweep(ref, *SLURM, *PREEMPTIBLE, "sweep.detach=true", grid=None)  # the same cell, left alone
     (cid,) = manifest(pre)["cells"]
     (job,) = job_ids(pre)
     assert "_" not in job  # a one-cell submission is a plain job
     rec = wait_checkpoint(pre, cid, timeout=120)
     assert len(rec["history"]) < 3  # mid-training
     subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=60)
+    # the same cell, left alone; submitted only now: on a quiet machine the ~90-step cell can finish
+    # while a second `rsscale.sweep` process starts up, before the preemption was sent
+    sweep(ref, *SLURM, *PREEMPTIBLE, "sweep.detach=true", grid=None)
     # the job checkpoints at the next step boundary and requeues itself; SLURM restarts it
     rows = wait_status(pre, all_terminal, 240, "preempted cell completes")
     ref_rows = wait_status(ref, all_terminal, 240, "reference cell completes")
