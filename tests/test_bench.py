@@ -29,10 +29,13 @@ TINY = [
 ]
 
 
-def _bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
-    out = tmp_path / "bench.json"
+def _bench(
+    tmp_path: Path, *args: str, module: str = "rsscale.bench"
+) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run a benchmark module in a subprocess (one thread) and return it with its JSON report."""
+    out = tmp_path / f"{module.rsplit('.', 1)[-1]}.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "rsscale.bench", *args, "--json", str(out)],
+        [sys.executable, "-m", module, *args, "--json", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -154,17 +157,7 @@ def test_compiled_model_matches_eager_in_bf16():
 
 
 def _bench_data(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
-    out = tmp_path / "bench_data.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "rsscale.bench_data", *args, "--json", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc, json.loads(out.read_text())
+    return _bench(tmp_path, *args, module="rsscale.bench_data")
 
 
 def test_bench_data_tiny_tree_report(tmp_path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from jpeg_trees import write_class_tree
 
 from rsscale.data import build_data
 from rsscale.data.imagenet import ImageTreeDataset, train_transform
@@ -14,15 +14,9 @@ CLASSES = ("n001_cat", "n002_dog", "n003_fox")
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("imagenet")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 8), ("val", 3)):
-        for k, c in enumerate(CLASSES):
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                h, w = rng.integers(40, 72, 2)
-                arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-                arr[..., k] = 200  # a class colour, so labels are visibly tied to content
-                Image.fromarray(arr).save(root / split / c / f"img_{i}.JPEG", quality=90)
+    write_class_tree(
+        root, CLASSES, (("train", 8), ("val", 3)), seed=0, sizes=(40, 72), colour=200, quality=90
+    )
     (root / "train" / CLASSES[0] / "notes.txt").write_text("not an image")
     return root
 

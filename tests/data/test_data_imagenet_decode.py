@@ -5,6 +5,7 @@ the CUDA run of the same comparison is in tests/test_cuda.py."""
 import numpy as np
 import pytest
 import torch
+from jpeg_trees import write_class_tree
 from PIL import Image
 
 from rsscale.config import cell_config, cell_hash, compose
@@ -34,15 +35,10 @@ CLASSES = ("a_red", "b_green")
 def tree(tmp_path_factory):
     """JPEGs of odd sizes, a greyscale one, a CMYK one and a PNG named .JPEG (libjpeg cannot read it)."""
     root = tmp_path_factory.mktemp("tree")
-    rng = np.random.default_rng(1)
-    for split, n in (("train", 10), ("val", 3)):
-        for k, c in enumerate(CLASSES):
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                h, w = rng.integers(36, 80, 2)
-                arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-                arr[..., k] = 220
-                Image.fromarray(arr).save(root / split / c / f"im_{i:02d}.JPEG", quality=85)
+    splits = (("train", 10), ("val", 3))
+    rng = write_class_tree(
+        root, CLASSES, splits, seed=1, sizes=(36, 80), colour=220, quality=85, name="im_{i:02d}"
+    )
     d = root / "train" / CLASSES[0]
     Image.fromarray(rng.integers(0, 256, (50, 41), dtype=np.uint8)).save(d / "im_90.JPEG")
     Image.fromarray(rng.integers(0, 256, (44, 52, 4), dtype=np.uint8), mode="CMYK").save(d / "im_91.JPEG")
