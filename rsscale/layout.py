@@ -38,6 +38,7 @@ PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
 ATTEMPTS_NAME = "attempts.jsonl"
 THREADS_NAME = "threads.json"
 TRAIN_LOG_NAME = "train.log"
+UNREADABLE_NAME = "unreadable_images.txt"  # image trees: the undecodable files a run skipped
 
 STUDY_META_NAME = "study.json"
 JOURNAL_NAME = "journal.log"
@@ -80,6 +81,7 @@ class CellLayout(_Layout):
     attempts = _Entry(ATTEMPTS_NAME)
     threads = _Entry(THREADS_NAME)
     train_log = _Entry(TRAIN_LOG_NAME)
+    unreadable = _Entry(UNREADABLE_NAME)
 
     @property
     def checkpoints(self) -> tuple[Path, Path]:

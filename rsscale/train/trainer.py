@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from rsscale.config import CellConfig, typed_cell
+from rsscale.config import CellConfig, RuntimeConfig, typed_cell
+from rsscale.layout import UNREADABLE_NAME
 from rsscale.train import distributed as D
 from rsscale.train.compile_policy import decide_compile
 from rsscale.train.device import RunEnv
@@ -32,8 +33,6 @@ from rsscale.train.recorder import Diverged
 from rsscale.train.step import TrainStep
 
 log = logging.getLogger("rsscale.train")
-
-UNREADABLE_NAME = "unreadable_images.txt"
 
 
 @dataclass(frozen=True)
@@ -314,8 +313,8 @@ class Trainer:
     ) -> dict[str, Any]:
         """Train to the end of the epoch (or of runtime.max_steps); return its history entry."""
         rt, s = self.cfg["runtime"], self.schedule
-        log_every = max(1, int(rt.get("log_every_steps") or 50))
-        fail_at = int(rt.get("fail_at_step") or 0)
+        log_every = max(1, int(self.typed.runtime.log_every_steps or RuntimeConfig.log_every_steps))
+        fail_at = int(self.typed.runtime.fail_at_step or 0)
         acc, self._resumed_acc = self._resumed_acc, None
         self.stats = stats = EpochStats(acc, self.env.device, self.env.world)
         micro = self.micro_in_epoch

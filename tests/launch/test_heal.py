@@ -22,7 +22,7 @@ from rsscale.config import cell_config, cell_hash, compose, normalize, validate_
 from rsscale.launch.grid import GridError, check_grid_file, expand
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.status import cell_rows
-from rsscale.layout import CellLayout, SweepLayout
+from rsscale.layout import UNREADABLE_NAME, CellLayout, SweepLayout
 from rsscale.train.loop import train
 from tests.launch.sweep_helpers import FAST, REPO, attempts, records, status, sweep
 from tests.train.train_helpers import RESUME, tiny_cell
@@ -294,7 +294,7 @@ def test_unreadable_images_are_counted_skipped_and_listed_up_to_a_share(tmp_path
     cell = cell_config(compose([*over, "data.max_unreadable_fraction=0.1"]))
     rec = train(cell, tmp_path / "ok", cell_id_="c")  # one unreadable JPEG used to kill the cell
     assert rec["status"] == "completed" and rec["data_issues"]["unreadable_images"] == 1
-    listed = (tmp_path / "ok" / "unreadable_images.txt").read_text()
+    listed = (tmp_path / "ok" / UNREADABLE_NAME).read_text()
     assert str(root / "train" / "b" / "5.JPEG") in listed
     strict = cell_config(compose([*over, "data.max_unreadable_fraction=0"]))
     with pytest.raises(ValueError, match=r"data.max_unreadable_fraction=0.0: 1 of 20 images are unreadable"):
