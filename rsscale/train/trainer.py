@@ -312,7 +312,7 @@ class Trainer:
         self, checkpointer, recorder, progress: Progress, on_step: Callable[[int], None] | None = None
     ) -> dict[str, Any]:
         """Train to the end of the epoch (or of runtime.max_steps); return its history entry."""
-        rt, s = self.cfg["runtime"], self.schedule
+        s = self.schedule
         log_every = max(1, int(self.typed.runtime.log_every_steps or RuntimeConfig.log_every_steps))
         fail_at = int(self.typed.runtime.fail_at_step or 0)
         acc, self._resumed_acc = self._resumed_acc, None
