@@ -25,7 +25,7 @@
 # A running daemon whose config file is newer than the daemon (written after it started) is
 # restarted, so a changed configuration takes effect even if an earlier run stopped half-way.
 #
-# Usage: sudo bash scripts/slurm_up.sh     (env: RSSCALE_SLURM_CPUS=N to change the CPU count)
+# Usage: sudo bash scripts/slurm_up.sh     (env: RSSCALE_SLURM_CPUS=N, RSSCALE_SLURM_GPUS=N change the counts)
 set -euo pipefail
 
 log() { echo "slurm_up: $*" >&2; }
