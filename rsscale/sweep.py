@@ -28,7 +28,7 @@ from rsscale.launch.launcher import LocalLauncher, SlurmLauncher
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.multirun import dir_suffix
 from rsscale.launch.resources import ResourceError, resource_class
-from rsscale.launch.slurm import partition_cpus
+from rsscale.launch.slurm import with_node_limits
 from rsscale.launch.status import cell_rows, count_line, format_table
 from rsscale.launch.supervision import DriverStop
 from rsscale.layout import RECORD_NAME, SweepLayout
@@ -60,8 +60,7 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
     """Which cells to launch: new ones, unfinished ones, and failures the retry policy allows."""
     cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
     retry = OmegaConf.to_container(cfg.sweep.retry, resolve=True)
-    if cluster.get("cpus_per_node") == "auto":
-        cluster["cpus_per_node"] = partition_cpus(cluster.get("partition"))
+    cluster = with_node_limits(cluster)  # the partition's CPUs and GPUs per node, from sinfo
     if cluster.get("name") == "local" or cluster.get("kind") == "local":
         check_local_devices(cells)
     classes = {}

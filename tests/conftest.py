@@ -1,9 +1,10 @@
 """Shared fixtures.
 
-`slurm_cluster` (session): the local single-node SLURM cluster of scripts/slurm_up.sh. The script is
-run once per session (a fast no-op when the cluster is already up). If the cluster cannot be
-started the fixture *fails* with the script's output - CI must not silently skip the SLURM tests.
-Set RSSCALE_NO_SLURM=1 to skip them instead (e.g. on a laptop without root).
+`slurm_cluster` (session): the local single-node SLURM cluster of scripts/slurm_up.sh (one node,
+partition debug, 8 CPUs, 4 declared GPUs without devices: docs/clusters.md). The script is run
+once per session (a fast no-op when the cluster is up and its configuration unchanged). If the
+cluster cannot be started the fixture *fails* with the script's output - CI must not silently
+skip the SLURM tests. Set RSSCALE_NO_SLURM=1 to skip them instead (e.g. on a laptop without root).
 
 Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) every test that uses the cluster runs
 in one worker, one after another: they share one node's CPUs and some wait for a job to reach a

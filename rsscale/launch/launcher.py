@@ -18,7 +18,7 @@ import submitit
 from submitit.slurm.slurm import read_job_id
 
 from rsscale.launch.cores import CoreSharer
-from rsscale.launch.resources import ResourceClass, cell_dir_cost, local_parallelism, longest_first
+from rsscale.launch.resources import ResourceClass, cell_dir_cost, gres_name, local_parallelism, longest_first
 from rsscale.launch.runner import CellRunner
 from rsscale.launch.supervision import shielded_spawn, stop_job
 from rsscale.layout import SweepLayout
@@ -67,11 +67,11 @@ class SlurmLauncher(_Launcher):
         )
         if rc.mem_gb:
             params["mem"] = f"{rc.mem_gb}GB"
-        if rc.gpus_per_node:
-            if c.get("gres"):
-                params["gres"] = c["gres"]
+        if rc.gpus_per_node:  # one GPU per task: each node's tasks share its allocated GPUs
+            if c.get("gres"):  # name[:type]; the count is the class's (resources.gres_name)
+                params["gres"] = f"{gres_name(c)}:{rc.gpus_per_node}"
             else:
-                params["gpus_per_node"] = min(rc.tasks, rc.gpus_per_node)
+                params["gpus_per_node"] = rc.gpus_per_node
         for key in ("partition", "account", "qos", "constraint"):
             if c.get(key):
                 params[key] = c[key]
@@ -152,7 +152,7 @@ class LocalLauncher(_Launcher):
                 ex.update_parameters(
                     timeout_min=rc.time_min,
                     tasks_per_node=rc.tasks,
-                    gpus_per_node=rc.gpus_per_node * rc.tasks if rc.gpus_per_node else 0,
+                    gpus_per_node=rc.gpus_per_node,
                 )
                 with shielded_spawn():  # the terminal's SIGINT/SIGHUP reach the driver, not the cells
                     job = ex.submit(CellRunner(str(self.sweep_dir), cell_id, self.group, threads))

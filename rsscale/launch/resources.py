@@ -29,7 +29,7 @@ class ResourceError(ValueError):
 class ResourceClass:
     tasks: int  # processes (one per GPU on GPU clusters)
     nodes: int
-    gpus_per_node: int
+    gpus_per_node: int  # GPUs asked for on each node (= tasks per node on GPU clusters; 0: CPU)
     cpus_per_task: int
     mem_gb: int  # per node
     time_min: int
@@ -129,10 +129,16 @@ def resource_class(cell: Mapping[str, Any], cluster: Mapping[str, Any]) -> Resou
     gpn = int(cluster.get("gpus_per_node") or 0)
     max_nodes = int(cluster.get("max_nodes") or 1)
     if gpn:
+        gres_name(cluster)  # a malformed cluster.gres fails here, before any job
+        # one task per GPU, on as few nodes as hold them, the same number on each node
         nodes = math.ceil(tasks / gpn)
-        per_node = min(tasks, gpn)
-        if tasks % per_node:
-            raise ResourceError(f"runtime.tasks={tasks} does not fill nodes of {gpn} GPUs evenly")
+        if tasks % nodes:
+            raise ResourceError(
+                f"runtime.tasks={tasks} needs {nodes} nodes of cluster.gpus_per_node={gpn} GPUs but does "
+                f"not split evenly over them: use a multiple of {nodes} tasks "
+                f"(e.g. runtime.tasks={math.ceil(tasks / nodes) * nodes})"
+            )
+        per_node = tasks // nodes
         cpus = int(cluster.get("cpus_per_gpu") or 1)
     else:
         nodes, per_node, cpus = 1, tasks, int(cluster.get("cpus_per_task") or 1)
@@ -141,6 +147,8 @@ def resource_class(cell: Mapping[str, Any], cluster: Mapping[str, Any]) -> Resou
             f"runtime.tasks={tasks} needs {nodes} nodes of {gpn or 'CPU'} "
             f"{'GPUs' if gpn else 'tasks'}; profile {cluster['name']} allows max_nodes={max_nodes}"
         )
+    if gpn:
+        _check_node_gpus(tasks, per_node, cluster)
     node_cpus = cluster.get("cpus_per_node")
     if isinstance(node_cpus, int) and per_node * cpus > node_cpus:
         raise ResourceError(
@@ -158,7 +166,45 @@ def resource_class(cell: Mapping[str, Any], cluster: Mapping[str, Any]) -> Resou
     seconds = cost["train_flops"] / (float(cluster.get("throughput_flops") or 1e12) * tasks)
     minutes = seconds / 60 * float(cluster.get("time_margin") or 1.5) + int(cluster.get("min_time_min") or 5)
     time_min = _bucket(minutes, int(cluster.get("max_time_min") or 2880))
-    return ResourceClass(tasks, nodes, gpn if gpn else 0, cpus, mem, time_min)
+    return ResourceClass(tasks, nodes, per_node if gpn else 0, cpus, mem, time_min)
+
+
+def gres_name(cluster: Mapping[str, Any]) -> str:
+    """The generic resource a GPU profile asks for: `cluster.gres` (name or name:type), else "gpu".
+
+    rsscale appends the count itself (one GPU per task), so a count in `gres` is an error.
+    """
+    gres = cluster.get("gres")
+    if not gres:
+        return "gpu"
+    parts = str(gres).split(":")
+    if len(parts) > 2 or parts[-1].isdigit() or not all(parts):
+        raise ResourceError(
+            f"cluster.gres={gres!r}: give the GPU resource as name or name:type (e.g. gpu or gpu:a100), "
+            "without a count: rsscale asks for one GPU per task on each node itself"
+        )
+    return str(gres)
+
+
+def _check_node_gpus(tasks: int, per_node: int, cluster: Mapping[str, Any]) -> None:
+    """A job asking for more GPUs on one node than its nodes have is refused or pends forever."""
+    limit = cluster.get("max_gpus_per_node")
+    if not isinstance(limit, int) or per_node <= limit:
+        return  # "auto" not resolved (no sinfo) or null: unchecked
+    gres, gpn = gres_name(cluster), cluster["gpus_per_node"]
+    where = f"partition {cluster.get('partition') or '(default)'} of profile {cluster['name']}"
+    if limit == 0:
+        raise ResourceError(
+            f"cluster.gpus_per_node={gpn}, but the nodes of {where} have no {gres} GPUs "
+            "(sinfo's generic resources): choose a GPU partition (cluster.partition=...), the gres it "
+            "declares (cluster.gres=...), or cluster.gpus_per_node=0 for CPU tasks"
+        )
+    raise ResourceError(
+        f"runtime.tasks={tasks} asks for {per_node} GPUs on one node (one per task, cluster.gpus_per_node="
+        f"{gpn}), but the nodes of {where} have at most {limit} ({gres}, cluster.max_gpus_per_node): set "
+        f"cluster.gpus_per_node={limit} (the cell then spans {math.ceil(tasks / limit)} nodes, within "
+        "cluster.max_nodes) or use fewer runtime.tasks"
+    )
 
 
 def _local_class(tasks: int, cluster: Mapping[str, Any]) -> ResourceClass:
@@ -168,7 +214,7 @@ def _local_class(tasks: int, cluster: Mapping[str, Any]) -> ResourceClass:
     cpus = os.cpu_count() or 1
     if not gpus and tasks > cpus:
         raise ResourceError(f"runtime.tasks={tasks} CPU processes but this machine has {cpus} cores")
-    return ResourceClass(tasks, 1, 1 if gpus else 0, 1, 0, int(cluster.get("timeout_min") or 10080))
+    return ResourceClass(tasks, 1, tasks if gpus else 0, 1, 0, int(cluster.get("timeout_min") or 10080))
 
 
 def _visible_gpus() -> int:

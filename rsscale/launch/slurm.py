@@ -11,7 +11,9 @@ get long), so polling a 10,000-cell sweep costs a handful of processes, not 10,0
   at once (accounting learns of a job ~1 s after sbatch and of its start 1-3 s after it runs).
 * `job_states(ids)`    -> sacct, corrected by squeue where accounting lags (use this for polling).
 * `classify(state)`    -> the run record's error_class for a terminal state (None if not an error).
-* `slurm_available()`, `site_limits()` (MaxArraySize, MaxJobCount; cached), `partition_cpus(p)`.
+* `slurm_available()`, `site_limits()` (MaxArraySize, MaxJobCount; cached), `partition_cpus(p)`,
+  `partition_gpus(p, gres)` (from sinfo), `with_node_limits(cluster)` (a profile's `auto` node
+  limits filled in from them, for the checks before submission).
 
 sacct/squeue warnings on stderr are never printed; a failing command raises `SlurmError`.
 """
@@ -35,11 +37,14 @@ __all__ = [
     "SlurmError",
     "classify",
     "job_states",
+    "node_gpus",
     "partition_cpus",
+    "partition_gpus",
     "sacct_states",
     "site_limits",
     "slurm_available",
     "squeue_states",
+    "with_node_limits",
 ]
 
 #: States after which SLURM will not run the job again by itself.
@@ -409,3 +414,54 @@ def partition_cpus(partition: str | None = None) -> int | None:
         return None
     cpus = [int(v.rstrip("+")) for v in text.split() if v.rstrip("+").isdigit()]
     return max(cpus) if cpus else None
+
+
+def node_gpus(gres_field: str, gres: str = "gpu") -> int:
+    """GPUs of `gres` (a name, or name:type) in one node's generic resources as sinfo prints them (%G).
+
+    "gpu:4" -> 4; "gpu:a100:4(S:0-1),gpu:v100:2" -> 6 for "gpu", 4 for "gpu:a100"; "(null)" -> 0.
+    """
+    name, _, gpu_type = gres.partition(":")
+    total = 0
+    for item in re.sub(r"\([^)]*\)", "", gres_field).split(","):
+        parts = item.strip().split(":")
+        if parts[0] != name or len(parts) < 2 or not parts[-1].isdigit():
+            continue
+        item_type = parts[1] if len(parts) > 2 else ""
+        if not gpu_type or item_type == gpu_type:
+            total += int(parts[-1])
+    return total
+
+
+@functools.cache
+def partition_gpus(partition: str | None = None, gres: str = "gpu") -> int | None:
+    """GPUs (of gres name[:type]) of the best-equipped node of `partition`, from sinfo; None if unknown.
+
+    A job asking for more GPUs on one node than any node has is refused by sbatch (or pends forever),
+    possibly after other arrays of the sweep were queued; the driver rejects it before submission.
+    """
+    if not shutil.which("sinfo"):
+        return None
+    try:
+        text = _run(["sinfo", "-h", "-o", "%G", *(["-p", partition] if partition else [])], timeout=30)
+    except SlurmError:
+        return None
+    lines = [line for line in text.splitlines() if line.strip()]
+    return max((node_gpus(line, gres) for line in lines), default=None)
+
+
+def with_node_limits(cluster: Mapping[str, object]) -> dict:
+    """A copy of a SLURM profile whose `auto` node limits are read from sinfo.
+
+    `cpus_per_node: auto` -> the partition's largest node's CPUs; `max_gpus_per_node: auto` -> its
+    GPUs of the profile's gres (`gres` name[:type], else "gpu"), read only for GPU profiles. A limit
+    sinfo cannot tell becomes None (unchecked).
+    """
+    out = dict(cluster)
+    partition = out.get("partition") or None
+    if out.get("cpus_per_node") == "auto":
+        out["cpus_per_node"] = partition_cpus(partition)
+    if out.get("max_gpus_per_node") == "auto":
+        gres = str(out.get("gres") or "gpu")
+        out["max_gpus_per_node"] = partition_gpus(partition, gres) if out.get("gpus_per_node") else None
+    return out

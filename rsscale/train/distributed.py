@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
 from dataclasses import dataclass
 
 import torch
@@ -81,6 +82,27 @@ def any_across_ranks(*flags: bool) -> tuple[bool, ...]:
     t = torch.tensor([1 if f else 0 for f in flags], dtype=torch.int32)
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_CONTROL_GROUP)
     return tuple(bool(v) for v in t.tolist())
+
+
+# What the scheduler told each rank, recorded beside the rank the trainer took: on a cluster the GPU
+# a rank trains on follows from these (its local rank indexes the node's CUDA_VISIBLE_DEVICES).
+_PLACEMENT_ENV = ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS")
+
+
+def rank_placements(info: DistInfo, device: torch.device) -> list[dict]:
+    """Every rank's {rank, local_rank, host, device, SLURM_PROCID, ...}, ordered by rank (one collective)."""
+    mine = {
+        "rank": info.rank,
+        "local_rank": info.local_rank,
+        "host": socket.gethostname(),
+        "device": str(device),
+        **{k: os.environ.get(k) for k in _PLACEMENT_ENV},
+    }
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [mine]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, mine, group=_CONTROL_GROUP)
+    return out
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:

@@ -246,6 +246,7 @@ class Trainer:
     def provenance(self) -> dict[str, Any]:
         return {
             "world_size": self.env.world,
+            "ranks": D.rank_placements(self.env.dist, self.env.device),
             "sync_bn": self.sync_bn,
             "precision": "bf16" if self.env.amp_dtype is not None else "fp32",
             "device": str(self.env.device),

@@ -29,7 +29,7 @@ from rsscale.io import atomic_write_json, read_json
 from rsscale.launch.grid import _links
 from rsscale.launch.launcher import SlurmLauncher
 from rsscale.launch.resources import _bucket, resource_class
-from rsscale.launch.slurm import partition_cpus
+from rsscale.launch.slurm import with_node_limits
 from rsscale.layout import JOURNAL_NAME, StudyLayout
 from rsscale.train.record import provenance
 from rsscale.tune.results import counts, finalize
@@ -172,8 +172,7 @@ def launch(meta: dict[str, Any], study_dir: Path, n_workers: int) -> list:
             ex.update_parameters(timeout_min=int(cluster.get("timeout_min") or 10080))
             jobs.append(ex.submit(w))
         return jobs
-    if cluster.get("cpus_per_node") == "auto":
-        cluster["cpus_per_node"] = partition_cpus(cluster.get("partition"))
+    cluster = with_node_limits(cluster)
     _, params, fixed = parse_space(meta["search"])
     rc = resource_class(trial_cell(meta["base"], meta["links"], fixed, {}), cluster)
     per_worker = math.ceil(int(tune["n_trials"]) / n_workers)  # a worker's share; timeouts requeue it
