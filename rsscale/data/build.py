@@ -22,7 +22,9 @@ class DataBundle:
     """Everything a run needs from the data layer.
 
     ``train_size`` counts training samples after minival removal and ``train_subset``;
-    ``val`` is None (and ``val_size`` 0) when built with ``for_minival_only``.
+    ``val`` is None (and ``val_size`` 0) when built with ``for_minival_only``. ``train_eval`` is a
+    fixed, clean (un-augmented, eval transform) subset of the training images the size of minival:
+    the training side of the generalisation gap (None without a minival).
     """
 
     train: TrainStream
@@ -34,6 +36,12 @@ class DataBundle:
     minival_size: int
     val_size: int
     name: str
+    train_eval: EvalStream | None = None
+
+
+def train_eval_indices(train_idx: np.ndarray, minival_size: int) -> np.ndarray:
+    """The first ``minival_size`` training indices (deterministic, nested like ``take_subset``)."""
+    return np.asarray(train_idx[: min(len(train_idx), int(minival_size))], dtype=np.int64)
 
 
 def _check_steps(train: TrainStream) -> None:
@@ -106,6 +114,8 @@ def build_data(
         )
         ev = {"batch_size": eval_batch_size, "res": cfg["eval_res"], "mean": mean, "std": std, **common}
         minival = InMemoryEvalStream(train_x, train_y, minival_idx, **ev)
+        train_eval_idx = train_eval_indices(train_idx, len(minival_idx))
+        train_eval = InMemoryEvalStream(train_x, train_y, train_eval_idx, **ev) if len(train_eval_idx) else None
         val = None
         if val_xy is not None:
             val = InMemoryEvalStream(val_xy[0], val_xy[1], np.arange(len(val_xy[1])), **ev)
@@ -152,6 +162,10 @@ def build_data(
             **raw,
         )
         minival = inet.LoaderEvalStream(minival_ds, minival_idx, **ev)
+        train_eval_idx = train_eval_indices(train_idx, len(minival_idx))
+        train_eval = None
+        if len(train_eval_idx):
+            train_eval = inet.LoaderEvalStream(minival_ds, train_eval_idx, persistent=False, **ev)
         val = None
         if not for_minival_only:
             val_ds = inet.ImageTreeDataset(
@@ -177,4 +191,5 @@ def build_data(
         minival_size=minival.num_samples,
         val_size=0 if val is None else val.num_samples,
         name=name,
+        train_eval=train_eval,
     )

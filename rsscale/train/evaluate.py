@@ -71,7 +71,8 @@ def measure_latency(cfg: Mapping, in_chans: int, num_classes: int, device, amp_d
 
 class Evaluator:
     """What a run evaluates, and when: minival every runtime.eval_every_epochs (and after the
-    last epoch), val + minival at the end; each with the EMA weights too when EMA is on."""
+    last epoch), val + minival + a clean training subset (the generalisation gap) at the end;
+    each with the EMA weights too when EMA is on (the gap: the headline weights only)."""
 
     def __init__(self, cfg: Mapping[str, Any], env: RunEnv, data, model: nn.Module, ema=None):
         self.cfg, self.env, self.data, self.model, self.ema = cfg, env, data, model, ema
@@ -115,7 +116,19 @@ class Evaluator:
         final["top5"] = final["val_top5_ema"] if use_ema else final["val_top5"]
         key = "minival_top1_ema" if use_ema else "minival_top1"
         final["best_minival_top1"] = max((r[key] for r in history if r.get(key) is not None), default=None)
+        final.update(self._gap(final[key]))
         return final
+
+    def _gap(self, minival_top1: float | None) -> dict[str, Any]:
+        """The regime, measured: top-1 of the headline weights on a fixed, clean training subset
+        the size of minival, and that minus minival top-1 (large: the run over-fits)."""
+        stream = getattr(self.data, "train_eval", None)
+        if stream is None:  # no minival, so no subset of its size and no gap
+            return {"train_top1": None, "generalization_gap": None, "train_eval_images": 0}
+        model = self.ema.module if self.ema is not None else self.model
+        top1 = evaluate(model, stream, self.env.amp_dtype, self.env.device)["top1"]
+        gap = None if top1 is None or minival_top1 is None else top1 - minival_top1
+        return {"train_top1": top1, "generalization_gap": gap, "train_eval_images": stream.num_samples}
 
     def cost(self, history: list[Mapping[str, Any]]) -> dict[str, Any]:
         """The measured part of the record's `cost`: latency (main rank), throughput, peak memory."""

@@ -207,6 +207,7 @@ class Trainer:
         d = self.data
         self.cost = dict(model_cost(dict(model_cfg), int(data_cfg["train_res"]), d.num_classes, d.in_chans))
         self.cost["params"] = count_params(model)
+        self.cost["train_images"] = d.train_size  # the regime's training-set size (analysis key)
         self.optimizer = build_optimizer(model, recipe, self.schedule.peak, device)
         self.ema = ModelEma(model, float(recipe["ema_decay"])) if recipe.get("ema_decay") else None
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(recipe["label_smoothing"]))

@@ -137,12 +137,14 @@ def test_record_schema(short_run):
     assert (final["top1"], final["top5"]) == (final["val_top1_ema"], final["val_top5_ema"])  # EMA on
     assert final["top1"] <= final["top5"]
     assert final["best_minival_top1"] == max(h["minival_top1_ema"] for h in on_disk["history"])
+    assert 0.0 <= final["train_top1"] <= 1.0 and final["train_eval_images"] == 10  # minival's size
+    assert final["generalization_gap"] == pytest.approx(final["train_top1"] - final["minival_top1_ema"])
 
     cost = on_disk["cost"]
     assert cost["params"] == count_params(
         rsscale.models.build_model(cell["model"], num_classes=10, in_chans=3)
     )
-    assert cost["flops_per_image"] > 0
+    assert cost["flops_per_image"] > 0 and cost["train_images"] == 502  # 512 - 10 in minival
     assert cost["train_step_s"] > 0 and cost["infer_s"] > 0 and cost["latency_batch"] == 8
     assert cost["images_per_s"] > 0 and cost["train_time_s"] > 0 and cost["peak_mem_bytes"] > 0
 
