@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rsscale.analysis.load import LoadError, is_sweep_dir, load_results
 from rsscale.analysis.recommend import Settings
+from rsscale.analysis.regimes import sentence as regime_sentence
 from rsscale.analysis.report import NoUsableCells, write_report
 from rsscale.layout import SweepLayout
 
@@ -130,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
             + (f" (confidence {conf:.2f})" if conf is not None else "")
             + (f"; minimal detectable difference {mdd:.3f} log error" if mdd is not None else "")
         )
+    cross = rec.get("cross_regime") or {}
+    if len(rec.get("regimes") or {}) > 1:
+        print(f"  across regimes: {regime_sentence(cross)}")
     r = rec.get("resolution", {})
     k = r.get("exponent")
     print(

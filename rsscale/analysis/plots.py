@@ -17,6 +17,9 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from rsscale.analysis.pareto import COSTS, pareto_mask  # noqa: E402
 from rsscale.analysis.recommend import EFFICIENTNET_EXPONENT, Analysis, efficientnet_table_exponent  # noqa: E402
+from rsscale.analysis.regimes import label as regime_label  # noqa: E402
+from rsscale.analysis.regimes import regime_keys  # noqa: E402
+from rsscale.analysis.regimes import sentence as regime_sentence  # noqa: E402
 
 STRAT_COLOR = {"depth": "tab:blue", "width": "tab:orange", "resolution": "tab:green"}
 MEASURE_LABEL = {
@@ -69,13 +72,21 @@ def _log_x(ax, values=None):
     ax.tick_params(axis="x", labelsize=8)
 
 
-def _regime(an: Analysis, epochs: float) -> str:
-    """Short / long training regime of an epoch budget, relative to the grid's budgets."""
-    eps = sorted(float(k) for k in an.depth_vs_width) or [float(epochs)]
-    if len(eps) < 2:
-        return f"{_k(epochs)} epochs"
-    word = "short" if epochs == eps[0] else ("long" if epochs == eps[-1] else "medium")
-    return f"{_k(epochs)} epochs ({word} training)"
+def _regime(an: Analysis, key: str | float) -> str:
+    """A regime's title: epochs (x training images) and its measured generalisation gap, or
+    short / long relative to the other regimes when no gap was recorded."""
+    key = key if isinstance(key, str) else _k(key)
+    info = an.regimes.get(key)
+    if info is None:
+        return f"{key} epochs"
+    text = regime_label(info)
+    if info.get("generalization_gap") is not None:
+        return f"{text} (gap {info['generalization_gap']:+.3f})"
+    eps = sorted(v["epochs"] for v in an.regimes.values())
+    if len(an.regimes) < 2:
+        return text
+    word = "short" if info["epochs"] == eps[0] else ("long" if info["epochs"] == eps[-1] else "medium")
+    return f"{text} ({word} training)"
 
 
 def _verdict_line(rec: dict[str, Any]) -> str:
@@ -122,10 +133,12 @@ def _pick(values: list, k: int = MAX_PANELS) -> list:
 
 
 def scaling_curves(
-    an: Analysis, df: pd.DataFrame, measure: str, epochs: float, out_dir: Path, prefix: str = ""
+    an: Analysis, df: pd.DataFrame, measure: str, regime: str | float, out_dir: Path, prefix: str = ""
 ) -> list[str]:
-    """Error vs compute at one epoch budget: one panel per resolution, depth and width paths."""
-    d = df[(df["epochs"] == epochs) & df["usable"]]
+    """Error vs compute in one regime (epochs, training-set size): one panel per resolution,
+    depth and width paths."""
+    regime = regime if isinstance(regime, str) else _k(regime)  # an epoch budget: its plain key
+    d = df[(regime_keys(df) == regime) & df["usable"]] if len(df) else df
     d = d[np.isfinite(d[measure].to_numpy(float)) & (d[measure].to_numpy(float) > 0)]
     if d.empty:
         return []
@@ -139,7 +152,7 @@ def scaling_curves(
             g[measure], g["error"], s=10, color="0.75", label="all cells", zorder=1, rasterized=len(g) > 200
         )
         for strat in ("depth", "width"):
-            p = an.find(strat, measure, float(epochs), float(r))
+            p = an.find(strat, measure, an.regimes[regime]["epochs"], float(r), regime=regime)
             if p is None:
                 continue
             cells = g[g["cell_id"].astype(str).isin(p.cell_ids)]
@@ -164,13 +177,14 @@ def scaling_curves(
         _plain_y(ax)
     _legend(fig, axes)
     more = "" if len(res) == len(res_all) else f" ({len(res)} of {len(res_all)} resolutions shown)"
-    rec = an.depth_vs_width.get(_k(epochs), {})
+    rec = an.depth_vs_width.get(regime, {})
     rec = rec if measure == "flops" else rec.get("time", {})
     fig.suptitle(
-        f"{an.dataset}: top-1 error vs {MEASURE_WORD[measure]}, {_regime(an, epochs)}{more}; "
+        f"{an.dataset}: top-1 error vs {MEASURE_WORD[measure]}, {_regime(an, regime)}{more}; "
         f"depth vs width: {rec.get('winner', '?')}"
     )
-    return save(fig, out_dir, f"{prefix}scaling_{measure}_e{_k(epochs)}")
+    name = regime if regime.replace(".", "").isdigit() else regime.replace("ep-", "_n").replace("img", "")
+    return save(fig, out_dir, f"{prefix}scaling_{measure}_e{name}")
 
 
 def _legend(fig, axes):
@@ -242,7 +256,7 @@ def depth_vs_width(an: Analysis, measure: str, out_dir: Path, prefix: str = "") 
                     cur["C"], np.quantile(db, q, 0), np.quantile(db, 1 - q, 0), color=col, alpha=0.15, lw=0
                 )
         ax.axhline(0, color="k", lw=0.8)
-        rec = an.depth_vs_width.get(_k(e), {})
+        rec = an.depth_vs_width.get(e, {})
         rec = rec if measure == "flops" else rec.get("time", {})
         margin = an.settings.equivalence_margin
         ax.axhspan(-margin, margin, color="0.5", alpha=0.08, lw=0, label=f"equivalence margin +-{margin:g}")
@@ -263,7 +277,10 @@ def depth_vs_width(an: Analysis, measure: str, out_dir: Path, prefix: str = "") 
         ax.grid(True, which="both", alpha=0.3)
         ax.text(0.02, 0.03, "below 0: depth better", transform=ax.transAxes, fontsize=7, color="0.3")
     _legend(fig, axes)
-    fig.suptitle(f"{an.dataset}: depth vs width at equal {MEASURE_WORD[measure]} ({ci:.0%} CI bands)")
+    title = f"{an.dataset}: depth vs width at equal {MEASURE_WORD[measure]} ({ci:.0%} CI bands)"
+    if measure == "flops" and an.cross_regime.get("verdict") and len(an.regimes) > 1:
+        title += "\nacross regimes: " + regime_sentence(an.cross_regime)
+    fig.suptitle(title)
     return save(fig, out_dir, f"{prefix}depth_vs_width_{measure}")
 
 
@@ -398,8 +415,8 @@ def all_figures(an: Analysis, df: pd.DataFrame, out_dir: Path, prefix: str = "")
     for m in ("flops", "train_step_s"):
         if not np.isfinite(d[m].to_numpy(float)).any():
             continue
-        for e in _pick(sorted(d["epochs"].unique()), 4):
-            files += scaling_curves(an, d, m, float(e), out_dir, prefix)
+        for g in _pick(list(an.regimes), 4):
+            files += scaling_curves(an, d, m, g, out_dir, prefix)
         files += depth_vs_width(an, m, out_dir, prefix)
         files += resolution_paths(an, d, m, out_dir, prefix)
     files += resolution_optimal(an, out_dir, prefix)

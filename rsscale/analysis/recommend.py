@@ -72,6 +72,7 @@ from rsscale.analysis.fit import (
     lm_batch,
 )
 from rsscale.analysis.power import equivalence_confidence, power_summary
+from rsscale.analysis.regimes import cross_regime_verdict, regime_info, regime_keys
 
 EFFICIENTNET_EXPONENT = math.log(1.15) / math.log(2.0)
 # Released EfficientNet B0-B7 (width, depth, resolution) coefficients.
@@ -129,12 +130,14 @@ class PathFit:
     fixed: dict[str, float]
     cell_ids: list[str]
     fit: FitResult
+    regime: str = ""  # rsscale.analysis.regimes: (epochs, training-set size)
 
     def row(self) -> dict[str, Any]:
         r = {
             "strategy": self.strategy,
             "compute": self.measure,
             "epochs": self.epochs,
+            "regime": self.regime,
             "resolution": self.resolution,
             **{f"fixed_{k}": v for k, v in self.fixed.items()},
         }
@@ -156,7 +159,9 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     resolution_frontier: pd.DataFrame | None = None
     resolution_boot: np.ndarray | None = None
-    dvw_curves: dict[tuple, dict[str, np.ndarray]] = field(default_factory=dict)
+    dvw_curves: dict[tuple, dict[str, np.ndarray]] = field(default_factory=dict)  # (regime, measure, res)
+    regimes: dict[str, dict[str, Any]] = field(default_factory=dict)  # rsscale.analysis.regimes
+    cross_regime: dict[str, Any] = field(default_factory=dict)
 
     def fits_table(self) -> pd.DataFrame:
         """One row per fitted path; the saturating law's columns are always present (NaN for
@@ -169,7 +174,12 @@ class Analysis:
         return ft
 
     def find(
-        self, strategy: str, measure: str, epochs: float, resolution: float | None = None
+        self,
+        strategy: str,
+        measure: str,
+        epochs: float,
+        resolution: float | None = None,
+        regime: str | None = None,
     ) -> PathFit | None:
         for p in self.paths:
             if (
@@ -177,6 +187,7 @@ class Analysis:
                 and p.measure == measure
                 and p.epochs == epochs
                 and (resolution is None or p.resolution == resolution)
+                and (regime is None or p.regime == regime)
             ):
                 return p
         return None
@@ -185,6 +196,8 @@ class Analysis:
         return {
             "dataset": self.dataset,
             "depth_vs_width": self.depth_vs_width,
+            "regimes": self.regimes,
+            "cross_regime": self.cross_regime,
             "resolution": self.resolution,
             "base": self.base,
             "settings": self.settings.as_dict(),
@@ -303,14 +316,15 @@ def _paths(df: pd.DataFrame, st: Settings) -> tuple[dict[str, float], list[tuple
     base_w = st.base_width if st.base_width is not None else float(df["width"].min())
     base = {"depth": base_d, "width": base_w}
     specs = []
-    for e, ge in df.groupby("epochs", sort=True):
+    for g, ge in df.groupby("regime", sort=False):  # a regime: (epochs, training-set size)
+        e = float(ge["epochs"].iloc[0])
         for r, gr in ge.groupby("resolution", sort=True):
             dp = gr[np.isclose(gr["width"].astype(float), base_w)]
             wp = gr[np.isclose(gr["depth"].astype(float), base_d)]
-            specs.append(("depth", float(e), float(r), {"width": base_w}, dp))
-            specs.append(("width", float(e), float(r), {"depth": base_d}, wp))
+            specs.append(("depth", e, float(r), {"width": base_w}, dp, g))
+            specs.append(("width", e, float(r), {"depth": base_d}, wp, g))
         rp = ge[np.isclose(ge["depth"].astype(float), base_d) & np.isclose(ge["width"].astype(float), base_w)]
-        specs.append(("resolution", float(e), None, {"depth": base_d, "width": base_w}, rp))
+        specs.append(("resolution", e, None, {"depth": base_d, "width": base_w}, rp, g))
     return base, specs
 
 
@@ -320,18 +334,21 @@ def analyze_dataset(df: pd.DataFrame, st: Settings | None = None, dataset: str =
     df = df[df["usable"]].copy()
     if df.empty:
         raise ValueError(f"dataset {dataset!r}: no completed cells to analyse")
+    df["regime"] = regime_keys(df)
+    info = regime_info(df, df["regime"])
+    df = df.sort_values("regime", key=lambda k: k.map(list(info).index), kind="stable")
     base, specs = _paths(df, st)
-    an = Analysis(dataset=dataset, settings=st, base=base)
+    an = Analysis(dataset=dataset, settings=st, base=base, regimes=info)
     curves, meta = [], []
-    for strategy, e, r, fixed, cells in specs:
+    for strategy, e, r, fixed, cells, g in specs:
         for m in MEASURES:
             sub = cells[np.isfinite(cells[m].to_numpy(float)) & (cells[m].to_numpy(float) > 0)]
             if sub[m].nunique() < 2:
                 continue
             curves.append(
-                CurveData((strategy, m, e, r), sub[m].to_numpy(float), sub["error"].to_numpy(float))
+                CurveData((strategy, m, e, r, g), sub[m].to_numpy(float), sub["error"].to_numpy(float))
             )
-            meta.append((strategy, m, e, r, fixed, sub["cell_id"].astype(str).tolist()))
+            meta.append((strategy, m, e, r, fixed, sub["cell_id"].astype(str).tolist(), g))
     if not curves:
         an.notes.append(
             "no scaling path with two or more distinct compute values (is depth, width or "
@@ -341,9 +358,9 @@ def analyze_dataset(df: pd.DataFrame, st: Settings | None = None, dataset: str =
         curves, law=st.law, n_boot=st.n_boot, seed=st.seed, ci_level=st.ci_level, huber_delta=st.huber_delta
     )
     grouped: dict[str, list[tuple[str, str]]] = {}
-    for (strategy, m, e, r, fixed, ids), f in zip(meta, fits):
-        an.paths.append(PathFit(strategy, m, e, r, fixed, ids, f))
-        label = f"{strategy} path, {MEASURES[m]}, {_key(e)} epochs" + (f", res {_key(r)}" if r else "")
+    for (strategy, m, e, r, fixed, ids, g), f in zip(meta, fits):
+        an.paths.append(PathFit(strategy, m, e, r, fixed, ids, f, regime=g))
+        label = f"{strategy} path, {MEASURES[m]}, regime {g}" + (f", res {_key(r)}" if r else "")
         for n in f.notes:
             grouped.setdefault(re.sub(r"\d+(\.\d+)?", "#", n), []).append((label, n))
     for items in grouped.values():
@@ -356,6 +373,7 @@ def analyze_dataset(df: pd.DataFrame, st: Settings | None = None, dataset: str =
     ecurves = [c for c in curves if c.key[1] == "flops" and np.unique(c.C).size >= 6]
     an.estimators = compare_estimators(ecurves, holdout_frac=st.holdout_frac, huber_delta=st.huber_delta)
     an.depth_vs_width = depth_vs_width(an, df)
+    an.cross_regime = cross_regime_verdict(an.depth_vs_width, info)
     an.resolution = resolution_recommendation(an, df)
     return an
 
@@ -363,15 +381,16 @@ def analyze_dataset(df: pd.DataFrame, st: Settings | None = None, dataset: str =
 def depth_vs_width(an: Analysis, df: pd.DataFrame) -> dict[str, Any]:
     st = an.settings
     out: dict[str, Any] = {}
-    for e in sorted(df["epochs"].unique()):
-        entry: dict[str, Any] = {}
+    for g, info in an.regimes.items():  # keyed by regime (epochs, training-set size)
+        e = info["epochs"]
+        entry: dict[str, Any] = {"epochs": e, "train_size": info["train_size"]}
         for m in MEASURES:
             by_res: dict[str, Any] = {}
             sbs, ss = [], []
             ranges = []
-            for r in sorted(df[df["epochs"] == e]["resolution"].unique()):
-                pd_ = an.find("depth", m, float(e), float(r))
-                pw = an.find("width", m, float(e), float(r))
+            for r in sorted(df[df["regime"] == g]["resolution"].unique()):
+                pd_ = an.find("depth", m, float(e), float(r), regime=g)
+                pw = an.find("width", m, float(e), float(r), regime=g)
                 if pd_ is None or pw is None:
                     by_res[_key(r)] = {
                         "winner": "inconclusive",
@@ -382,7 +401,7 @@ def depth_vs_width(an: Analysis, df: pd.DataFrame) -> dict[str, Any]:
                 res, curve = compare_pair(pd_.fit, pw.fit, st)
                 by_res[_key(r)] = res
                 if curve is not None:
-                    an.dvw_curves[(float(e), m, float(r))] = curve
+                    an.dvw_curves[(g, m, float(r))] = curve
                     ss.append(float(curve["d"].mean()))
                     sbs.append(curve["db"].mean(1))
                     ranges.append(res["compute_range"])
@@ -406,7 +425,7 @@ def depth_vs_width(an: Analysis, df: pd.DataFrame) -> dict[str, Any]:
                 entry.update(agg)
             else:
                 entry["time"] = agg
-        out[_key(e)] = entry
+        out[g] = entry
     return out
 
 

@@ -27,6 +27,8 @@ from rsscale.analysis.load import schema_markdown
 from rsscale.analysis.pareto import COSTS, mark_pareto
 from rsscale.analysis.power import describe
 from rsscale.analysis.recommend import Analysis, Settings, analyze_dataset
+from rsscale.analysis.regimes import label as regime_label
+from rsscale.analysis.regimes import sentence as regime_sentence
 from rsscale.io import atomic_write_text
 
 
@@ -221,6 +223,37 @@ def verdict_meaning(v: dict[str, Any], st: Any) -> str:
     return text + (f". Power: {more}." if more else ".")
 
 
+def regime_section(r: dict[str, Any]) -> list[str]:
+    """The training regimes (measured generalisation gap) and the cross-regime verdict."""
+    regs, cross = r.get("regimes") or {}, r.get("cross_regime") or {}
+    if not regs:
+        return []
+    L = ["\n### Training regimes and the cross-regime verdict\n"]
+    L.append(
+        "A regime is (epochs, training images). Its generalisation gap is top-1 on a clean, "
+        "un-augmented training subset the size of minival minus minival top-1 (median over its "
+        "cells [range]): a large gap means the regime over-fits.\n"
+    )
+    L.append("| regime | epochs | training images | cells | generalisation gap [range] | depth vs width |")
+    L.append("|---|---|---|---|---|---|")
+    dvw = r.get("depth_vs_width") or {}
+    for k, info in regs.items():
+        v = dvw.get(k, {})
+        conf = f" ({_fmt(v.get('confidence'), 2)})" if v.get("confidence") is not None else ""
+        L.append(
+            f"| {k} | {_k(info['epochs'])} | {info.get('train_size') or '-'} | {info['n_cells']} | "
+            f"{_fmt(info.get('generalization_gap'))} {_ci(info.get('generalization_gap_range'))} | "
+            f"{v.get('winner', '-')}{conf} |"
+        )
+    if cross.get("verdict"):
+        L.append(f"\n**Across regimes: {regime_sentence(cross)}.**")
+        for k, p in (cross.get("to_resolve") or {}).items():
+            more = describe(p or {})
+            if more:
+                L.append(f"- to resolve {regime_label(regs[k]) if k in regs else k}: {more}.")
+    return L
+
+
 def render_markdown(
     rec: dict[str, Any],
     analyses: dict[str, Analysis],
@@ -246,7 +279,7 @@ def render_markdown(
         )
         L.append("### Depth vs width (at equal FLOPs; and at equal measured train-step time)\n")
         L.append(
-            "| epochs | winner (FLOPs) | confidence | mean log-error diff depth-width [CI] "
+            "| regime (epochs) | winner (FLOPs) | confidence | mean log-error diff depth-width [CI] "
             "| compute range (FLOPs) | winner (time) | confidence (time) | why inconclusive |"
         )
         L.append("|---|---|---|---|---|---|---|---|")
@@ -261,7 +294,9 @@ def render_markdown(
             )
         L.append("")
         for e, v in r["depth_vs_width"].items():
-            L.append(f"- {e} epochs: **{v.get('winner')}**: {verdict_meaning(v, st)}")
+            name = regime_label(r["regimes"][e]) if e in r.get("regimes", {}) else f"{e} epochs"
+            L.append(f"- {name}: **{v.get('winner')}**: {verdict_meaning(v, st)}")
+        L += regime_section(r)
         L.append(
             "\nPer resolution (FLOPs): where each strategy wins along the compute axis "
             "(pointwise bootstrap).\n"

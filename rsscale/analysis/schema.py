@@ -27,6 +27,10 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "resolution": ("Int64", "data.train_res, pixels"),
     "eval_res": ("Int64", "data.eval_res, pixels"),
     "epochs": ("float64", "recipe.epochs (the epoch budget)"),
+    "train_size": (
+        "Int64",
+        "training images after minival and data.train_subset (cost.train_images; else data.train_subset)",
+    ),
     "recipe": ("string", "recipe.name"),
     "seed": ("Int64", "runtime.seed"),
     "precision": ("string", "runtime.precision"),
@@ -44,6 +48,8 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "val_top1": ("float64", "val top-1 of the raw weights, fraction"),
     "minival_top1": ("float64", "final minival top-1, fraction"),
     "best_minival_top1": ("float64", "best minival top-1 over epochs, fraction"),
+    "train_top1": ("float64", "top-1 on a clean training subset the size of minival (end of run), fraction"),
+    "generalization_gap": ("float64", "train_top1 - minival top-1 of the same weights (over-fitting)"),
     "error": ("float64", "1 - top1"),
     "status": (
         "string",
@@ -125,7 +131,19 @@ RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "batch_size": ("config", "recipe", "batch_size"),
     "flops": ("cost", "flops_per_image"),
     **{k: ("cost", k) for k in _COST_KEYS},
-    **{k: ("final", k) for k in ("top1", "top5", "val_top1", "minival_top1", "best_minival_top1")},
+    "train_size": ("cost", "train_images"),
+    **{
+        k: ("final", k)
+        for k in (
+            "top1",
+            "top5",
+            "val_top1",
+            "minival_top1",
+            "best_minival_top1",
+            "train_top1",
+            "generalization_gap",
+        )
+    },
     "status": ("status",),
     "error_class": ("error_class",),
     "message": ("error",),
@@ -146,6 +164,8 @@ def record_to_row(rec: dict[str, Any], source: str = "") -> dict[str, Any]:
     for col, path in RECORD_FIELDS.items():
         v = _get(rec, *path)
         row[col] = v if SCHEMA[col][0] == "string" else _num(v)
+    if math.isnan(row["train_size"]):  # records before cost.train_images: the configured subset
+        row["train_size"] = _num(_get(cfg, "data", "train_subset"))
     hw = _get(rec, "provenance", "hardware")
     row["hardware"] = json.dumps(hw, sort_keys=True, default=str) if hw is not None else None
     job = _get(rec, "provenance", "slurm_job_id")
@@ -168,6 +188,7 @@ _AXIS_KEYS = {
     "width": ("model.width", "width"),
     "resolution": ("data.train_res", "train_res", "resolution", "res"),
     "epochs": ("recipe.epochs", "epochs"),
+    "train_size": ("data.train_subset", "train_subset", "train_size"),
     "dataset": ("data.name", "dataset", "data"),
 }
 

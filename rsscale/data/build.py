@@ -115,7 +115,9 @@ def build_data(
         ev = {"batch_size": eval_batch_size, "res": cfg["eval_res"], "mean": mean, "std": std, **common}
         minival = InMemoryEvalStream(train_x, train_y, minival_idx, **ev)
         train_eval_idx = train_eval_indices(train_idx, len(minival_idx))
-        train_eval = InMemoryEvalStream(train_x, train_y, train_eval_idx, **ev) if len(train_eval_idx) else None
+        train_eval = None
+        if len(train_eval_idx):
+            train_eval = InMemoryEvalStream(train_x, train_y, train_eval_idx, **ev)
         val = None
         if val_xy is not None:
             val = InMemoryEvalStream(val_xy[0], val_xy[1], np.arange(len(val_xy[1])), **ev)
