@@ -302,7 +302,7 @@ def render_markdown(
             "(pointwise bootstrap).\n"
         )
         L.append(
-            "| epochs | resolution | winner | confidence | depth wins over | width wins over "
+            "| regime (epochs) | resolution | winner | confidence | depth wins over | width wins over "
             "| paths (law, n) |"
         )
         L.append("|---|---|---|---|---|---|---|")
