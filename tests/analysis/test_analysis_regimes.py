@@ -57,7 +57,8 @@ def test_regimes_with_the_same_epoch_count_stay_apart():
     for strategy in ("depth", "width"):
         ids = {g: set(an.find(strategy, "flops", 8.0, 128.0, regime=g).cell_ids) for g in (SHORT, LONG)}
         assert len(ids[SHORT]) == len(ids[LONG]) == 5 and not ids[SHORT] & ids[LONG]
-    assert an.depth_vs_width[LONG]["by_resolution"]["128"]["n_depth"] == 5  # not 10: the regimes' paths never merge
+    # 5, not 10: the regimes' paths never merge
+    assert an.depth_vs_width[LONG]["by_resolution"]["128"]["n_depth"] == 5
 
 
 def test_a_single_training_set_size_keeps_plain_epoch_keys():
@@ -84,7 +85,8 @@ def test_the_opposite_dependence_contradicts_the_paper_plainly():
 def test_same_winner_in_both_regimes():
     v = analyze_dataset(two_regimes(DEPTH_WINS, DEPTH_WINS), FAST, "fm").cross_regime
     assert (v["verdict"], v["winner"]) == ("same winner", "depth") and v["confidence"] >= 0.8
-    assert v["paper"].startswith("contradicts the paper")  # the paper expects width where it does not over-fit
+    # the paper expects width where it does not over-fit
+    assert v["paper"].startswith("contradicts the paper")
 
 
 def test_too_little_data_is_inconclusive_with_what_would_resolve_it():
@@ -136,5 +138,6 @@ def test_report_and_json_give_each_regimes_gap_and_the_cross_regime_verdict(tmp_
     md = (tmp_path / "recommendations.md").read_text()
     assert "### Training regimes and the cross-regime verdict" in md
     assert f"| {LONG} | 8 | 500 | 25 | 0.200" in md
-    assert "**Across regimes: depends on regime: depth at 8 epochs x 500 images; width at 8 epochs x 4000" in md
+    cross = "**Across regimes: depends on regime: depth at 8 epochs x 500 images; width at 8 epochs x 4000"
+    assert cross in md
     assert "agrees with the paper" in md
