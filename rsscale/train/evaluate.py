@@ -117,6 +117,8 @@ class Evaluator:
         key = "minival_top1_ema" if use_ema else "minival_top1"
         final["best_minival_top1"] = max((r[key] for r in history if r.get(key) is not None), default=None)
         final.update(self._gap(final[key]))
+        final["minival_every_epochs"] = self.every  # records say how often minival ran
+        final["val_images"] = self.data.val.num_samples if self.data.val is not None else 0
         return final
 
     def _gap(self, minival_top1: float | None) -> dict[str, Any]:

@@ -30,8 +30,16 @@ class Fixed(nn.Module):
         return self.logits.expand(len(x), -1)
 
 
+class Stream(list):
+    """An eval stream with the size the record reports."""
+
+    @property
+    def num_samples(self) -> int:
+        return sum(len(y) for _, y in self)
+
+
 def stream(labels):
-    return [(torch.zeros(len(y), 3), torch.tensor(y)) for y in labels]
+    return Stream((torch.zeros(len(y), 3), torch.tensor(y)) for y in labels)
 
 
 def cfg(epochs=5, every=2):
@@ -73,20 +81,13 @@ def test_final_with_ema_headlines_the_ema_weights_and_minival_only_has_no_val():
     assert final["top1"] is None and final["val_top1"] is None and final["minival_top1_ema"] == 0.0
 
 
-class Stream(list):
-    """An eval stream with the size the record reports."""
-
-    @property
-    def num_samples(self) -> int:
-        return sum(len(y) for _, y in self)
-
-
 def test_final_gives_the_generalisation_gap_on_the_clean_training_subset():
     # minival 3,3,1,2 -> 0.5 for Fixed(3); training subset 3,3,3,0 -> 0.75: gap 0.25
-    data = SimpleNamespace(**{**vars(DATA), "train_eval": Stream(stream([[3, 3], [3, 0]]))})
+    data = SimpleNamespace(**{**vars(DATA), "train_eval": stream([[3, 3], [3, 0]])})
     final = Evaluator(cfg(), ENV, data, Fixed(3)).final([])
     assert (final["train_top1"], final["minival_top1"]) == (0.75, 0.5)
     assert final["generalization_gap"] == pytest.approx(0.25) and final["train_eval_images"] == 4
+    assert (final["minival_every_epochs"], final["val_images"]) == (2, 4)  # records say which
     # EMA on: the gap is the headline (EMA) weights' (Fixed(0): train 0.25, minival 0.0)
     final = Evaluator(cfg(), ENV, data, Fixed(3), ModelEma(Fixed(0), decay=0.9)).final([])
     assert (final["train_top1"], final["generalization_gap"]) == (0.25, 0.25)
