@@ -7,7 +7,8 @@ sweep re-run finished cells and the analysis treat one run as two, so these are 
 Deliberate changes since: `data.decode` (issue 13, a non-result field of image trees) is written
 into the pinned imagenet dict, its hash unchanged; the default grid's redesign (issue 12: one
 4-epoch budget, 7-point paths) re-pinned `depth_width`, whose 11 earlier 4-epoch cells kept their
-ids and hashes.
+ids and hashes; issue 21 added the long regime (16 epochs x 512 images) to `depth_width`: its 13
+short-regime cells kept their ids and hashes, 13 new cells appended (the grid's expansion, in order).
 """
 
 from __future__ import annotations

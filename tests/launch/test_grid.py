@@ -15,18 +15,26 @@ def cfg(*overrides: str):
     return compose(list(overrides))
 
 
-def test_depth_width_grid_has_two_seven_point_paths_with_stable_hashes():
+def test_depth_width_grid_has_two_seven_point_paths_in_two_regimes_with_stable_hashes():
     _, cells = expand(cfg("+grid=depth_width"))
-    assert len(cells) == 13  # 7 depths + 7 widths - the shared base, one 4-epoch budget
-    shapes = {(c.config["model"]["depth"], c.config["model"]["width"]) for c in cells}
-    assert {d for d, w in shapes if w == 0.125} == {26, 50, 101, 152, 200, 270, 350}
-    assert {w for d, w in shapes if d == 26} == {0.125, 0.1875, 0.25, 0.3125, 0.375, 0.4375, 0.5}
-    assert {c.config["recipe"]["epochs"] for c in cells} == {4}
+    assert len(cells) == 26  # per regime 7 depths + 7 widths - the shared base
+    regimes = {(c.config["recipe"]["epochs"], c.config["data"]["train_subset"]) for c in cells}
+    assert regimes == {(4, 4000), (16, 512)}  # short: many images, few epochs; long: few, many
+    for regime in regimes:
+        shapes = {
+            (c.config["model"]["depth"], c.config["model"]["width"])
+            for c in cells
+            if (c.config["recipe"]["epochs"], c.config["data"]["train_subset"]) == regime
+        }
+        assert {d for d, w in shapes if w == 0.125} == {26, 50, 101, 152, 200, 270, 350}
+        assert {w for d, w in shapes if d == 26} == {0.125, 0.1875, 0.25, 0.3125, 0.375, 0.4375, 0.5}
+    long = [c for c in cells if c.config["recipe"]["epochs"] == 16]
+    assert {c.config["runtime"]["eval_every_epochs"] for c in long} == {4}  # minival cadence
     _, again = expand(cfg("+grid=depth_width"))
     assert [c.hash for c in cells] == [c.hash for c in again]
-    assert len({c.cell_id for c in cells}) == 13
-    # the cells the previous default grid shared with this one keep their hashes (so a sweep
-    # directory of the old grid skips them as completed)
+    assert len({c.cell_id for c in cells}) == 26
+    # the short regime is the previous default grid, cell for cell (so a sweep directory of the
+    # old grid skips them as completed)
     ids = {c.cell_id for c in cells}
     assert {"d26-w0.125-r16-e4-35fdc4d5", "d270-w0.125-r16-e4-5b1dcb9a", "d26-w0.4375-r16-e4-acfeb70c"} <= ids
 
