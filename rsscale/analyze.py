@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rsscale.analysis.load import LoadError, is_sweep_dir, load_results
 from rsscale.analysis.recommend import Settings
+from rsscale.analysis.regimes import label as regime_label
 from rsscale.analysis.regimes import sentence as regime_sentence
 from rsscale.analysis.report import NoUsableCells, write_report
 from rsscale.layout import SweepLayout
@@ -123,11 +124,12 @@ def run(args: argparse.Namespace) -> int:
     for n in rec.get("notes", []):
         if n not in seen:
             print(f"analyze: note: {n}", file=sys.stderr)
+    regs = rec.get("regimes") or {}
     for e, v in rec.get("depth_vs_width", {}).items():
         conf = v.get("confidence")
         mdd = (v.get("power") or {}).get("minimal_detectable_difference")
         print(
-            f"  depth vs width, {e} epochs: {v.get('winner')}"
+            f"  depth vs width, {regime_label(regs[e]) if e in regs else f'{e} epochs'}: {v.get('winner')}"
             + (f" (confidence {conf:.2f})" if conf is not None else "")
             + (f"; minimal detectable difference {mdd:.3f} log error" if mdd is not None else "")
         )
