@@ -82,6 +82,19 @@ def test_train_subset_applied_after_minival_removal():
     assert seen <= set(train_idx[:1000].tolist()) and len(seen) == 15 * 64
 
 
+def test_train_eval_is_a_clean_fixed_training_subset_the_size_of_minival():
+    b = build(train_subset=4000, train_res=16, eval_res=16)
+    train_idx, minival = split_indices(range(60000), 0.02)
+    assert b.train_eval.num_samples == b.minival_size == 1200
+    assert b.train_eval.indices.tolist() == train_idx[:1200].tolist()  # in the training set, not minival
+    assert not set(b.train_eval.indices.tolist()) & set(minival.tolist())
+    first = torch.cat([x for x, _ in b.train_eval])
+    assert torch.equal(first, torch.cat([x for x, _ in b.train_eval]))  # no augmentation: fixed
+    small = build(train_subset=500)
+    assert small.train_eval.num_samples == 500  # never more than the training set
+    assert build(train_subset=640, minival_fraction=None).train_eval is None
+
+
 @pytest.mark.parametrize("ra", [None, 9])
 def test_resume_is_bit_exact_and_epochs_differ(ra):
     b = build(

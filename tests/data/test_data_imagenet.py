@@ -46,6 +46,10 @@ def test_shapes_labels_sizes(tree):
     assert (torch.cat(xs).mean((2, 3)).argmax(1) == torch.cat(ys)).all()
     minival = set(b.minival.indices.tolist())
     assert len(minival) == 3 and not minival & set(b.train.epoch_indices(0).flatten().tolist())
+    # the generalisation gap's training side: minival's size, from the training set, eval transform
+    assert b.train_eval.num_samples == 3 and not set(b.train_eval.indices.tolist()) & minival
+    xt = torch.cat([x for x, _ in b.train_eval])
+    assert xt.shape == (3, 3, 24, 24) and torch.equal(xt, torch.cat([x for x, _ in b.train_eval]))
 
 
 def test_augmentation_is_a_function_of_seed_epoch_index(tree):
