@@ -4,6 +4,7 @@ generated from known laws: a regime-dependent winner, the same winner, and too l
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -141,3 +142,19 @@ def test_report_and_json_give_each_regimes_gap_and_the_cross_regime_verdict(tmp_
     cross = "**Across regimes: depends on regime: depth at 8 epochs x 500 images; width at 8 epochs x 4000"
     assert cross in md
     assert "agrees with the paper" in md
+
+
+def test_the_figure_gives_each_regime_its_gap_and_the_cross_regime_verdict(tmp_path, monkeypatch):
+    import matplotlib
+
+    from rsscale.analysis import plots
+
+    monkeypatch.setitem(matplotlib.rcParams, "svg.fonttype", "none")  # text stays text in the SVG
+    t = two_regimes(WIDTH_WINS, DEPTH_WINS)
+    an = analyze_dataset(t, FAST, "fm")
+    svg = next(f for f in plots.depth_vs_width(an, "flops", tmp_path) if f.endswith(".svg"))
+    text = Path(svg).read_text()
+    assert "8 epochs x 500 images (gap +0.200): depth" in text
+    assert "across regimes: depends on regime: depth at 8 epochs x 500 images" in text
+    curves = plots.scaling_curves(an, t, "flops", LONG, tmp_path)
+    assert any(f.endswith("scaling_flops_e8_n500.svg") for f in curves)
