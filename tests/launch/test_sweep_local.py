@@ -130,7 +130,7 @@ def test_sweep_dir_is_deterministic_and_overridable(tmp_path):
 
     first, second = dry(), dry()
     assert first == second and str(tmp_path / "runs" / "depth_width") in first
-    assert "13 cells" in first
+    assert "26 cells" in first  # two regimes x (7 + 7 - 1)
     other = dry("recipe.batch_size=128")
     assert "depth_width-" in other and other != first
     assert dry("cluster=slurm") == first  # the launcher does not change which results a cell gives
