@@ -4,6 +4,7 @@ compute-optimal resolution, Pareto frontiers. Every figure is saved as PNG and S
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +237,8 @@ def resolution_paths(
 
 
 def depth_vs_width(an: Analysis, measure: str, out_dir: Path, prefix: str = "") -> list[str]:
-    eps = sorted({k[0] for k in an.dvw_curves if k[1] == measure})
+    have = {k[0] for k in an.dvw_curves if k[1] == measure}
+    eps = [g for g in an.regimes if g in have] + sorted(have - set(an.regimes))  # regime order
     if not eps:
         return []
     eps = _pick(eps)
@@ -279,7 +281,7 @@ def depth_vs_width(an: Analysis, measure: str, out_dir: Path, prefix: str = "") 
     _legend(fig, axes)
     title = f"{an.dataset}: depth vs width at equal {MEASURE_WORD[measure]} ({ci:.0%} CI bands)"
     if measure == "flops" and an.cross_regime.get("verdict") and len(an.regimes) > 1:
-        title += "\nacross regimes: " + regime_sentence(an.cross_regime)
+        title += "\n" + "\n".join(textwrap.wrap("across regimes: " + regime_sentence(an.cross_regime), 110))
     fig.suptitle(title)
     return save(fig, out_dir, f"{prefix}depth_vs_width_{measure}")
 
