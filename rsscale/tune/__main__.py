@@ -20,14 +20,13 @@ from typing import Any
 
 import hydra
 import optuna
-import submitit
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rsscale.config import CELL_GROUPS, CONF_DIR, cell_hash
 from rsscale.io import atomic_write_json, read_json
 from rsscale.launch.grid import _links
-from rsscale.launch.launcher import SlurmLauncher
+from rsscale.launch.launcher import SlurmLauncher, local_executor
 from rsscale.launch.resources import _bucket, resource_class
 from rsscale.launch.slurm import with_node_limits
 from rsscale.layout import JOURNAL_NAME, StudyLayout
@@ -168,7 +167,7 @@ def launch(meta: dict[str, Any], study_dir: Path, n_workers: int) -> list:
         jobs = []
         for w in workers:
             w.threads = threads
-            ex = submitit.LocalExecutor(folder=StudyLayout(study_dir).submitit_folder)
+            ex = local_executor(study_dir)
             ex.update_parameters(timeout_min=int(cluster.get("timeout_min") or 10080))
             jobs.append(ex.submit(w))
         return jobs
