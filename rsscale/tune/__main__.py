@@ -35,7 +35,7 @@ from rsscale.tune.results import counts, finalize
 from rsscale.tune.space import SearchSpaceError, parse_space, trial_cell, validate_space
 from rsscale.tune.status import format_trials, trial_rows
 from rsscale.tune.storage import open_storage
-from rsscale.tune.study import PRUNERS, SAMPLERS, budget_used, describe
+from rsscale.tune.study import PRUNERS, SAMPLERS, budget_used, describe, name_objective
 from rsscale.tune.worker import TuneWorker, load_study
 
 _DIR_NEUTRAL = ("hydra.", "tune.", "sweep.", "sweep_root", "cluster", "logger", "search=", "runtime.progress")
@@ -142,6 +142,7 @@ def create(meta: dict[str, Any], study_dir: Path) -> optuna.Study:
     study = optuna.create_study(
         study_name=meta["study_name"], storage=storage, direction="maximize", load_if_exists=True
     )
+    name_objective(study)
     if "rsscale" not in study.user_attrs:  # recorded once, with the study
         prov = provenance()
         study.set_user_attr(
