@@ -268,9 +268,9 @@ def render_markdown(
         )
         L.append(
             "| epochs | resolution | winner | confidence | depth wins over | width wins over "
-            "| paths (law, n) |"
+            "| paths (law, n) | why inconclusive |"
         )
-        L.append("|---|---|---|---|---|---|---|")
+        L.append("|---|---|---|---|---|---|---|---|")
         for e, v in r["depth_vs_width"].items():
             for res, x in v.get("by_resolution", {}).items():
                 L.append(
@@ -278,8 +278,7 @@ def render_markdown(
                     f"{'; '.join(_ci(i) for i in x.get('depth_wins_over', [])) or '-'} | "
                     f"{'; '.join(_ci(i) for i in x.get('width_wins_over', [])) or '-'} | "
                     f"depth {x.get('law_depth', '-')} n={x.get('n_depth', '-')}, "
-                    f"width {x.get('law_width', '-')} n={x.get('n_width', '-')} |"
-                    + (f" {x['reason']}" if x.get("reason") else "")
+                    f"width {x.get('law_width', '-')} n={x.get('n_width', '-')} | {x.get('reason') or ''} |"
                 )
         rs = r["resolution"]
         L.append("\n### Resolution\n")
