@@ -52,8 +52,8 @@ _MANTISSAS = (
     (1.0,),
     (1.0, 3.0),
     (1.0, 2.0, 5.0),
-    (1.0, 1.5, 2.0, 3.0, 5.0, 7.0),
-    (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0),
+    (1.0, 2.0, 3.0, 5.0, 7.0),
+    (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0),
 )
 
 
@@ -73,7 +73,7 @@ def epochs_label(e: float) -> str:
     return f"{_k(e)} epoch" + ("" if float(e) == 1 else "s")
 
 
-def log_ticks(lo: float, hi: float, max_ticks: int = 8) -> list[float]:
+def log_ticks(lo: float, hi: float, max_ticks: int = 5) -> list[float]:
     """3 to `max_ticks` well-spaced tick values in [lo, hi] for a log axis (1-2-5..., then finer
     mantissas when the range holds few decades; every k-th decade when it holds many)."""
     if not (lo > 0 and hi > lo and math.isfinite(hi)):
@@ -95,9 +95,9 @@ def log_ticks(lo: float, hi: float, max_ticks: int = 8) -> list[float]:
     return ticks
 
 
-def _set_log_ticks(axis, lo: float, hi: float) -> None:
+def _set_log_ticks(axis, lo: float, hi: float, max_ticks: int = 4) -> None:
     """Labelled major ticks from log_ticks; unlabelled minor ticks at every integer mantissa."""
-    ticks = log_ticks(lo, hi)
+    ticks = log_ticks(lo, hi, max_ticks)
     if len(ticks) >= 2:
         axis.set_major_locator(FixedLocator(ticks))
     axis.set_major_formatter(FuncFormatter(_eng))
@@ -108,7 +108,7 @@ def _set_log_ticks(axis, lo: float, hi: float) -> None:
 def _plain_y(ax):
     """Readable labels on a log y axis (0.12, 0.14, ... on a short range), 3+ of them."""
     lo, hi = ax.get_ylim()
-    _set_log_ticks(ax.yaxis, lo, hi)
+    _set_log_ticks(ax.yaxis, lo, hi, max_ticks=6)  # stacked labels: room for one more
     ax.set_ylim(lo, hi)
 
 

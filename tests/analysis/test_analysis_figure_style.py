@@ -112,3 +112,29 @@ def test_ci_legend_entries_only_for_drawn_bands(tmp_path, caught):
         drawn = {c.get_label() for c in bands}
         for text in ci:
             assert text in drawn or (text.startswith("bands:") and bands), f"{name}: {text!r} without a band"
+
+
+@pytest.mark.parametrize(
+    "lo,ratio", [(3.2e5, 2.5), (1e6, 1.15), (2e7, 1.9), (5e8, 7), (1e5, 300), (1e6, 1e7)]
+)
+def test_log_axes_label_3_ticks_without_overlap_at_slide_size(lo, ratio):
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context(plots.STYLE):
+        fig, ax = plt.subplots(figsize=(3.4, 3.0))  # one panel of a 3-wide grid
+        x = np.geomspace(lo, lo * ratio, 7)
+        ax.plot(x, x)
+        plots._log_x(ax, x)
+        plots._plain_y(ax)
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        for labels, lo_edge, hi_edge in (
+            (ax.get_xticklabels(), "x0", "x1"),
+            (ax.get_yticklabels(), "y0", "y1"),
+        ):
+            boxes = sorted(
+                (t.get_window_extent(r) for t in labels if t.get_text()), key=lambda b: getattr(b, lo_edge)
+            )
+            assert len(boxes) >= 3, [t.get_text() for t in labels]
+            assert all(getattr(a, hi_edge) < getattr(b, lo_edge) for a, b in zip(boxes, boxes[1:]))
+        plt.close(fig)
