@@ -60,17 +60,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rsscale.analysis.fit import (
-    AdditiveAxes,
-    CurveData,
-    FitResult,
-    _huber,
-    _polish,
-    _solve_chunked,
-    compare_estimators,
-    fit_curves,
-    lm_batch,
-)
+from rsscale.analysis.fit import CurveData, FitResult, compare_estimators, fit_curves
+from rsscale.analysis.joint import fit_joint
 from rsscale.analysis.power import equivalence_confidence, power_summary
 
 EFFICIENTNET_EXPONENT = math.log(1.15) / math.log(2.0)
@@ -566,69 +557,6 @@ def _surface_exponents(U, y, lc, W):
     return k
 
 
-def _additive_exponents(U, y, lc, W, max_iter=300, boot_steps: int | None = None):
-    """Fit e = E + sum_i A_i X_i^-alpha_i (X: depth, width, resolution; log-space Huber loss,
-    multi-start, scipy polish), then the iso-FLOPs optimum: with log C ~ g . u, the optimal
-    u_i grows as (1/alpha_i) / sum_j (g_j / alpha_j) per unit log C, so the resolution exponent
-    is k = (1/alpha_res) / sum_j (g_j / alpha_j). Refitted for every bootstrap weight row of W:
-    ``boot_steps`` Levenberg-Marquardt steps from the full-data optimum (the k-step bootstrap of
-    Andrews 2002, asymptotically equivalent to full refits and far cheaper on thousands of
-    cells), or full refits with ``boot_steps=None``.
-    Returns (k point, k per row of W, info)."""
-    n, m = U.shape
-    law = AdditiveAxes(m)
-    x, yy, ww = U[None], y[None], np.ones((1, n))
-    S0 = law.starts(x, yy, ww)[0]
-    S = len(S0)
-    lo, hi = law.bounds(x, yy, ww)
-    rep = np.repeat
-    th, _, cost = lm_batch(
-        law, rep(x, S, 0), rep(yy, S, 0), rep(ww, S, 0), S0, 1e6, rep(lo, S, 0), rep(hi, S, 0), max_iter
-    )
-    best = th[np.nanargmin(cost)]
-    r = law.y(best[None], x)[0] - y
-    mad = 1.4826 * np.median(np.abs(r - np.median(r)))
-    delta = max(1.345 * mad * np.sqrt(n / max(n - law.n_params, 1)), 1e-3)
-    th, conv, cost = lm_batch(
-        law, rep(x, S, 0), rep(yy, S, 0), rep(ww, S, 0), th, delta, rep(lo, S, 0), rep(hi, S, 0), max_iter
-    )
-    i = int(np.nanargmin(cost))
-    tp, info = _polish(law, U, y, th[i], delta, lo[0], hi[0])
-    if (_huber(law.y(tp[None], x)[0] - y, delta)).sum() <= cost[i] * (1 + 1e-9) + 1e-15:
-        th_i = tp
-    else:
-        th_i = th[i]
-    info["converged"] = bool(info.get("success")) or bool(conv[i])
-    info["alphas"] = [float(a) for a in th_i[2::2]]
-    info["huber_delta"] = float(delta)
-    g0 = _weighted_lstsq(np.concatenate([np.ones((n, 1)), U], 1), lc, np.ones((1, n)))[0, 1:]
-    al = th_i[2::2]
-    k0 = float((1 / al[-1]) / np.sum(g0 / al))
-    B = W.shape[0]
-    if B == 0:
-        return k0, np.zeros(0), info
-    bth, bconv, _ = _solve_chunked(
-        law,
-        rep(x, B, 0),
-        rep(yy, B, 0),
-        W,
-        rep(th_i[None], B, 0),
-        np.full(B, delta),
-        rep(lo, B, 0),
-        rep(hi, B, 0),
-        boot_steps or max_iter,
-    )
-    if boot_steps:
-        bconv = np.ones(B, bool)  # k-step bootstrap: a fixed number of steps, not a convergence test
-    gb = _weighted_lstsq(np.concatenate([np.ones((n, 1)), U], 1), lc, W)[:, 1:]
-    ab = bth[:, 2::2]
-    with np.errstate(all="ignore"):
-        kb = (1 / ab[:, -1]) / np.sum(gb / ab, axis=1)
-    kb = np.where(bconv & np.isfinite(kb), kb, np.nan)
-    info["boot_ok_frac"] = float(np.isfinite(kb).mean())
-    return k0, kb, info
-
-
 def resolution_surface(
     df: pd.DataFrame, measure: str, st: Settings, rng: np.random.Generator
 ) -> dict[str, Any]:
@@ -665,7 +593,9 @@ def resolution_surface(
         lc = np.log(g[measure].to_numpy(float))
         n = len(g)
         W = rng.multinomial(n, np.full(n, 1.0 / n), size=B).astype(float) if B else np.zeros((0, n))
-        k0, kb, info = _additive_exponents(U, y, lc, W)
+        jr = fit_joint(U, y, lc, W, axes, rng, threshold=st.threshold)
+        k0, kb = jr.k, jr.k_boot
+        converged = all(f.converged for f in jr.fits.values())
         q0 = _surface_exponents(U, y, lc, np.ones((1, n)))[0]
         qb = _surface_exponents(U, y, lc, W) if B else np.zeros(0)
         entry: dict[str, Any] = {
@@ -673,16 +603,16 @@ def resolution_surface(
             "ci": ci(kb) if np.isfinite(k0) else None,
             "axes": axes,
             "n_cells": int(n),
-            "alphas": dict(zip(axes, info["alphas"])),
-            "converged": info["converged"],
-            "boot_ok_frac": info.get("boot_ok_frac"),
+            "form": jr.summary(q),
+            "converged": converged,
+            "boot_ok_frac": float(np.isfinite(kb).mean()) if B else None,
             "quadratic": {
                 "exponent": float(q0) if np.isfinite(q0) else None,
                 "ci": ci(qb) if np.isfinite(q0) else None,
             },
         }
-        if not info["converged"]:
-            entry["note"] = "the additive-law fit did not report convergence"
+        if not converged:
+            entry["note"] = "a joint-law fit did not report convergence"
         kk = kb[np.isfinite(kb)]
         if np.isfinite(k0) and kk.size:
             v, conf, why = _res_verdict(
@@ -716,12 +646,32 @@ def resolution_surface(
     out["exponent"] = float(np.mean(ks))
     out["ci"] = ci(kb)
     out["n_epoch_budgets"] = len(ks)
+    out["form"] = favoured_form([v["form"] for v in by_e.values() if "form" in v])
     out["boot"] = kb
     if qs and len(qs) == len(ks):
         qb = np.mean(np.stack(qbs), axis=0) if B else np.zeros(0)
         out["quadratic"] = {"exponent": float(np.mean(qs)), "ci": ci(qb)}
         out["quadratic_boot"] = qb
     return out
+
+
+def favoured_form(per_budget: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which joint form the data favour over all epoch budgets: the one every budget favours,
+    else `indistinguishable` (or `mixed` when budgets favour different forms)."""
+    fav = [f["favoured"] for f in per_budget]
+    decided = {f for f in fav if f in ("additive", "product")}
+    if fav and len(set(fav)) == 1:
+        overall = fav[0]
+    elif len(decided) > 1:
+        overall = "mixed"
+    else:
+        overall = "indistinguishable"
+    wp = [f["weights"].get("product") for f in per_budget if "product" in f["weights"]]
+    return {
+        "favoured": overall,
+        "by_budget": fav,
+        "mean_weight_product": float(np.mean(wp)) if wp else None,
+    }
 
 
 def _res_verdict(
@@ -773,7 +723,11 @@ def resolution_recommendation(an: Analysis, df: pd.DataFrame) -> dict[str, Any]:
         "verdict": "inconclusive",
         "confidence": None,
         "compute": "flops",
-        "method": "additive saturating law in depth, width, resolution; iso-FLOPs optimum",
+        "method": (
+            "joint saturating law in depth, width, resolution, additive and product forms "
+            "weighed by held-out error; iso-FLOPs optimum"
+        ),
+        "form": res.get("form"),
         "by_epochs": res.get("by_epochs", {}),
         "quadratic": res.get("quadratic"),
         "frontier": {
