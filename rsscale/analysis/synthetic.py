@@ -1,0 +1,301 @@
+"""Results generated from known scaling laws: test data for the analysis (and scripts/bench_analysis.py).
+
+``make_table`` draws one row per grid cell (the table columns of :mod:`rsscale.analysis.load`)
+from an additive law per epoch budget::
+
+    e(d, w, r) = e_inf + A_d (d/d0)^-alpha + A_w (w/w0)^-beta + A_r (r/r0)^-gamma
+
+with multiplicative log-normal noise. FLOPs follow d * w^2 * r^2 (ResNet-50-like at d=50, w=1,
+r=224), so along the depth path error falls as C^-alpha and along the width path as
+C^-(beta/2): depth beats width at equal FLOPs exactly when alpha > beta / 2 (with A_d = A_w).
+The compute-optimal resolution grows as C^k, k = (1/gamma) / (1/alpha + 2/beta + 2/gamma).
+
+``write_sweep`` writes a table as a sweep directory through the modules that own its contract
+(``rsscale.layout`` for the paths, ``Manifest`` for manifest.json, ``write_record`` for the
+records); cell hashes come from ``rsscale.config.cell_hash``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rsscale.config import cell_hash
+from rsscale.io import atomic_write_json
+from rsscale.launch.manifest import Manifest
+from rsscale.layout import SweepLayout
+from rsscale.models.resnet_rs import MODEL_CFG_DEFAULTS
+
+
+@dataclass
+class AdditiveLaw:
+    e_inf: float = 0.05
+    a_depth: float = 0.1
+    alpha: float = 0.5
+    a_width: float = 0.1
+    beta: float = 0.5
+    a_res: float = 0.1
+    gamma: float = 0.5
+    d0: float = 26.0
+    w0: float = 0.25
+    r0: float = 64.0
+
+    def error(self, d, w, r):
+        d, w, r = (np.asarray(v, float) for v in (d, w, r))
+        return (
+            self.e_inf
+            + self.a_depth * (d / self.d0) ** -self.alpha
+            + self.a_width * (w / self.w0) ** -self.beta
+            + self.a_res * (r / self.r0) ** -self.gamma
+        )
+
+    def resolution_exponent(self) -> float:
+        return (1 / self.gamma) / (1 / self.alpha + 2 / self.beta + 2 / self.gamma)
+
+
+def flops(d, w, r):
+    """Forward FLOPs per image: about 4.1 GFLOPs at depth 50, width 1, 224 px."""
+    d, w, r = (np.asarray(v, float) for v in (d, w, r))
+    return 4.1e9 * (d / 50) * w**2 * (r / 224) ** 2
+
+
+def params(d, w):
+    d, w = (np.asarray(v, float) for v in (d, w))
+    return 25.6e6 * (d / 50) * w**2
+
+
+def train_step_s(d, w, r, batch: int = 128):
+    """A made-up accelerator: 3x forward FLOPs at 40 TFLOP/s, deep-narrow layers less efficient."""
+    d, w, r = (np.asarray(v, float) for v in (d, w, r))
+    eff = 0.4 * np.clip(w, 0.25, 4) ** 0.3 / (d / 50) ** 0.05
+    return 2e-3 + 3 * flops(d, w, r) * batch / (40e12 * eff)
+
+
+def make_table(
+    depths=(26, 50, 101, 200),
+    widths=(0.25, 0.5, 1.0, 2.0),
+    resolutions=(128, 224),
+    epochs=(10, 100),
+    laws: dict[float, AdditiveLaw] | AdditiveLaw | None = None,
+    noise: float = 0.02,
+    time_noise: float = 0.02,
+    seed: int = 0,
+    dataset: str = "synthetic",
+    replicates: int = 1,
+) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    laws = laws if laws is not None else AdditiveLaw()
+    D, W, R, E, S = np.meshgrid(depths, widths, resolutions, epochs, np.arange(replicates), indexing="ij")
+    D, W, R, E, S = (a.ravel() for a in (D, W, R, E, S))
+    err = np.empty(D.size)
+    for e in np.unique(E):
+        law = laws[e] if isinstance(laws, dict) else laws
+        m = e == E
+        err[m] = law.error(D[m], W[m], R[m])
+    err = np.clip(err * np.exp(rng.normal(0.0, noise, D.size)), 1e-4, 0.999)
+    ts = train_step_s(D, W, R) * np.exp(rng.normal(0.0, time_noise, D.size))
+    return pd.DataFrame(
+        {
+            "depth": D.astype(int),
+            "width": W.astype(float),
+            "resolution": R.astype(int),
+            "epochs": E.astype(float),
+            "seed": S.astype(int),
+            "flops": flops(D, W, R),
+            "params": params(D, W),
+            "train_step_s": ts,
+            "infer_s": ts / 3.0,
+            "top1": 1.0 - err,
+            "status": "completed",
+            "dataset": dataset,
+        }
+    )
+
+
+def paper_like_laws() -> dict[float, AdditiveLaw]:
+    """Width wins at 10 epochs (alpha < beta/2), depth wins at 350 (alpha > beta/2)."""
+    return {
+        10.0: AdditiveLaw(e_inf=0.08, a_depth=0.1, alpha=0.15, a_width=0.1, beta=0.9, gamma=0.6),
+        350.0: AdditiveLaw(e_inf=0.04, a_depth=0.1, alpha=0.8, a_width=0.1, beta=0.5, gamma=0.6),
+    }
+
+
+# ---------------------------------------------------------------------------- sweep dirs
+
+
+def _cell_config(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": {
+            **MODEL_CFG_DEFAULTS,
+            "name": "resnet_rs",
+            "depth": int(row["depth"]),
+            "width": float(row["width"]),
+        },
+        "data": {
+            "name": row.get("dataset", "fashion_mnist"),
+            "root": None,
+            "train_res": int(row["resolution"]),
+            "eval_res": int(row["resolution"]),
+            "minival_fraction": 0.02,
+            "train_subset": None,
+            "download": False,
+            "num_workers": "auto",
+            "randaugment_magnitude": None,
+        },
+        "recipe": {
+            "name": "fast",
+            "epochs": int(row["epochs"]) if float(row["epochs"]).is_integer() else float(row["epochs"]),
+            "batch_size": 256,
+            "lr_base": 0.1,
+            "lr_schedule": "cosine",
+            "warmup_epochs": 1,
+            "weight_decay": 4.0e-5,
+            "momentum": 0.9,
+            "label_smoothing": 0.0,
+            "ema_decay": None,
+            "grad_accum_steps": 1,
+        },
+        "runtime": {
+            "seed": int(row.get("seed", 0)),
+            "device": "auto",
+            "precision": "bf16",
+            "channels_last": True,
+            "compile": "auto",
+        },
+        "logger": {"mode": "disabled", "project": "rsscale", "group": None, "tags": []},
+    }
+
+
+def make_record(
+    row: dict[str, Any], status: str = "completed", ts: str = "2025-01-01T00:00:00+00:00"
+) -> dict[str, Any]:
+    cfg = _cell_config(row)
+    h = cell_hash(cfg)
+    axes = (
+        f"d{int(row['depth'])}-w{float(row['width']):g}-r{int(row['resolution'])}-e{cfg['recipe']['epochs']}"
+    )
+    cid = f"{axes}-{h[:8]}"
+    top1 = float(row["top1"])
+    n_ep = max(1, int(math.ceil(float(row["epochs"]))))
+    history = [
+        {
+            "epoch": i + 1,
+            "step": (i + 1) * 234,
+            "train_loss": 2.3 * (1 - top1) ** ((i + 1) / n_ep),
+            "lr": 0.1,
+            "images_per_s": 800.0,
+            "epoch_s": 30.0,
+            "minival_top1": top1 - 0.01 * (n_ep - i - 1) / n_ep,
+            "minival_top5": 0.99,
+            "minival_top1_ema": None,
+            "minival_top5_ema": None,
+        }
+        for i in range(n_ep)
+    ]
+    done = status == "completed"
+    final = (
+        {
+            "top1": top1,
+            "top5": min(1.0, top1 + 0.08),
+            "val_top1": top1,
+            "val_top5": min(1.0, top1 + 0.08),
+            "val_top1_ema": None,
+            "val_top5_ema": None,
+            "minival_top1": top1 - 0.002,
+            "minival_top5": 0.99,
+            "best_minival_top1": top1,
+        }
+        if done
+        else {}
+    )
+    err_class = {
+        "completed": None,
+        "failed": "oom",
+        "diverged": "diverged",
+        "preempted": "preempted",
+        "running": None,
+    }
+    return {
+        "schema_version": 1,
+        "cell_hash": h,
+        "cell_id": cid,
+        "config": cfg,
+        "status": status,
+        "error_class": err_class.get(status),
+        "error": None if status in ("completed", "running") else f"synthetic {status}",
+        "history": history if done else history[:1],
+        "final": final,
+        "cost": {
+            "params": int(row["params"]),
+            "flops_per_image": int(row["flops"]),
+            "train_step_s": float(row["train_step_s"]),
+            "infer_s": float(row["infer_s"]),
+            "latency_batch": 128,
+            "images_per_s": 128 / float(row["train_step_s"]),
+            "peak_mem_bytes": 1 << 30,
+            "train_time_s": float(row["train_step_s"]) * 234 * n_ep,
+        },
+        "provenance": {
+            "git_commit": "0" * 40,
+            "versions": {"torch": "2.14.1", "python": "3.11.7"},
+            "hardware": {"device": "cpu", "name": "synthetic"},
+            "hostname": "synthetic",
+            "slurm_job_id": None,
+            "wandb_run_id": None,
+            "python": "3.11.7",
+        },
+        "attempts": 1,
+        "created": ts,
+        "updated": ts,
+        "finished": ts if done else None,
+    }
+
+
+def write_sweep(
+    path: str | Path,
+    table: pd.DataFrame,
+    statuses: dict[int, str] | None = None,
+    grid: str = "synthetic",
+    pending: int = 0,
+) -> Path:
+    """Write ``table`` as a contract-exact sweep dir; ``statuses`` maps row index -> status.
+
+    ``pending`` extra rows (the last ones of the table) appear in the manifest only, without a
+    record, as cells that have not run yet.
+    """
+    path = Path(path)
+    layout = SweepLayout(path)
+    layout.cells.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(path)
+    manifest.data["grid"] = grid
+    rows = table.to_dict("records")
+    for i, row in enumerate(rows):
+        status = (statuses or {}).get(i, "completed")
+        rec = make_record(row, status=status)
+        cid = rec["cell_id"]
+        axes = {
+            "model.depth": int(row["depth"]),
+            "model.width": float(row["width"]),
+            "data.train_res": int(row["resolution"]),
+            "recipe.epochs": rec["config"]["recipe"]["epochs"],
+        }
+        entry = manifest.add_cell(cid, rec["cell_hash"], axes, None, "small")
+        if i >= len(rows) - pending:
+            entry["status"] = "pending"
+            continue
+        manifest.add_submission(cid, "1", "slurm", "small")
+        entry["status"] = status
+        files = layout.cell(cid)
+        # written as is (not write_record, which stamps `updated` with the clock): byte-reproducible
+        atomic_write_json(files.record, rec, fsync=False)
+        with open(files.attempts, "w") as f:
+            attempt = {"job_id": "1", "host": "synthetic", "pid": 0, "time": rec["created"]}
+            f.write(json.dumps({**attempt, "slurm_restart_count": 0, "resume": False}) + "\n")
+    manifest.save()
+    return path
