@@ -1,14 +1,24 @@
-"""Results generated from known scaling laws: test data for the analysis (and scripts/bench_analysis.py).
+"""Results tables generated from known scaling laws, with their true answers: test data for
+the analysis, scripts/bench_analysis.py and the calibration (scripts/calibrate.py).
 
 ``make_table`` draws one row per grid cell (the table columns of :mod:`rsscale.analysis.load`)
-from an additive law per epoch budget::
+from a law per epoch budget, with multiplicative log-normal noise, and optionally failed cells
+(``fail_frac``: status ``failed``, no top-1) and an unbalanced grid (``drop_frac`` of the cells
+missing, ``extra_rep_frac`` of them run with a second seed). Laws:
 
-    e(d, w, r) = e_inf + A_d (d/d0)^-alpha + A_w (w/w0)^-beta + A_r (r/r0)^-gamma
+- ``AdditiveLaw``: ``e = e_inf + A_d (d/d0)^-alpha + A_w (w/w0)^-beta + A_r (r/r0)^-gamma``
+  (depth and width complement each other; the analysis fits this form);
+- ``ProductLaw``: ``e = e_inf + A (d/d0)^-a_d (w/w0)^-a_w + B (r/r0)^-gamma`` (one compound
+  model-size term: depth and width substitute; the analysis fits this form too);
+- ``PoweredLaw``: ``e = e_inf + (A_d (d/d0)^-alpha + A_w (w/w0)^-beta + A_r (r/r0)^-gamma)^rho``
+  with ``rho != 1``: a form neither fitted law contains (no axis is a separate power-law term),
+  so a calibration on it is not circular.
 
-with multiplicative log-normal noise. FLOPs follow d * w^2 * r^2 (ResNet-50-like at d=50, w=1,
-r=224), so along the depth path error falls as C^-alpha and along the width path as
-C^-(beta/2): depth beats width at equal FLOPs exactly when alpha > beta / 2 (with A_d = A_w).
-The compute-optimal resolution grows as C^k, k = (1/gamma) / (1/alpha + 2/beta + 2/gamma).
+FLOPs follow d * w^2 * r^2 (ResNet-50-like at d=50, w=1, r=224). True answers
+(:func:`true_answers`): the compute-optimal resolution exponent k of each law (unbounded by
+the grid), the path exponents per log-FLOP where a path is a pure power law plus a constant,
+and the depth-vs-width statistic the analysis estimates (mean over the common FLOPs range and
+over resolutions of ``log e_depth(C) - log e_width(C)``), computed from the law itself.
 
 ``write_sweep`` writes a table as a sweep directory through the modules that own its contract
 (``rsscale.layout`` for the paths, ``Manifest`` for manifest.json, ``write_record`` for the
@@ -58,6 +68,75 @@ class AdditiveLaw:
     def resolution_exponent(self) -> float:
         return (1 / self.gamma) / (1 / self.alpha + 2 / self.beta + 2 / self.gamma)
 
+    def path_exponents(self) -> dict[str, float] | None:
+        """Exponent of each path's error against FLOPs (C ~ d, w^2, r^2 along the paths)."""
+        return {"depth": self.alpha, "width": self.beta / 2, "resolution": self.gamma / 2}
+
+
+@dataclass
+class ProductLaw:
+    """Depth and width in one compound term: they substitute for each other."""
+
+    e_inf: float = 0.05
+    a_model: float = 0.2
+    a_d: float = 0.5
+    a_w: float = 0.8
+    a_res: float = 0.1
+    gamma: float = 0.5
+    d0: float = 26.0
+    w0: float = 0.25
+    r0: float = 64.0
+
+    def error(self, d, w, r):
+        d, w, r = (np.asarray(v, float) for v in (d, w, r))
+        return (
+            self.e_inf
+            + self.a_model * (d / self.d0) ** -self.a_d * (w / self.w0) ** -self.a_w
+            + self.a_res * (r / self.r0) ** -self.gamma
+        )
+
+    def resolution_exponent(self) -> float:
+        """k = a / (2a + gamma), a = the better of depth's and width's exponents per log-FLOP."""
+        a = max(self.a_d, self.a_w / 2)
+        return a / (2 * a + self.gamma)
+
+    def path_exponents(self) -> dict[str, float] | None:
+        return {"depth": self.a_d, "width": self.a_w / 2, "resolution": self.gamma / 2}
+
+
+@dataclass
+class PoweredLaw:
+    """The additive law's sum of terms raised to rho: outside both fitted forms. Its iso-FLOPs
+    optimum is the additive law's (a monotone transform of the same sum), so k is known; its
+    paths are not pure power laws (no path exponent)."""
+
+    e_inf: float = 0.05
+    a_depth: float = 0.1
+    alpha: float = 0.5
+    a_width: float = 0.1
+    beta: float = 0.5
+    a_res: float = 0.1
+    gamma: float = 0.5
+    rho: float = 0.6
+    d0: float = 26.0
+    w0: float = 0.25
+    r0: float = 64.0
+
+    def error(self, d, w, r):
+        d, w, r = (np.asarray(v, float) for v in (d, w, r))
+        s = (
+            self.a_depth * (d / self.d0) ** -self.alpha
+            + self.a_width * (w / self.w0) ** -self.beta
+            + self.a_res * (r / self.r0) ** -self.gamma
+        )
+        return self.e_inf + s**self.rho
+
+    def resolution_exponent(self) -> float:
+        return (1 / self.gamma) / (1 / self.alpha + 2 / self.beta + 2 / self.gamma)
+
+    def path_exponents(self) -> dict[str, float] | None:
+        return None
+
 
 def flops(d, w, r):
     """Forward FLOPs per image: about 4.1 GFLOPs at depth 50, width 1, 224 px."""
@@ -82,17 +161,30 @@ def make_table(
     widths=(0.25, 0.5, 1.0, 2.0),
     resolutions=(128, 224),
     epochs=(10, 100),
-    laws: dict[float, AdditiveLaw] | AdditiveLaw | None = None,
+    laws: dict[float, Any] | Any = None,
     noise: float = 0.02,
     time_noise: float = 0.02,
     seed: int = 0,
     dataset: str = "synthetic",
     replicates: int = 1,
+    fail_frac: float = 0.0,
+    drop_frac: float = 0.0,
+    extra_rep_frac: float = 0.0,
 ) -> pd.DataFrame:
+    for name, v in (("fail_frac", fail_frac), ("drop_frac", drop_frac), ("extra_rep_frac", extra_rep_frac)):
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {v}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
     rng = np.random.default_rng(seed)
     laws = laws if laws is not None else AdditiveLaw()
     D, W, R, E, S = np.meshgrid(depths, widths, resolutions, epochs, np.arange(replicates), indexing="ij")
     D, W, R, E, S = (a.ravel() for a in (D, W, R, E, S))
+    if drop_frac or extra_rep_frac:
+        keep = rng.random(D.size) >= drop_frac
+        extra = keep & (rng.random(D.size) < extra_rep_frac)
+        D, W, R, E = (np.concatenate([a[keep], a[extra]]) for a in (D, W, R, E))
+        S = np.concatenate([S[keep], S[extra] + replicates])
     err = np.empty(D.size)
     for e in np.unique(E):
         law = laws[e] if isinstance(laws, dict) else laws
@@ -100,6 +192,9 @@ def make_table(
         err[m] = law.error(D[m], W[m], R[m])
     err = np.clip(err * np.exp(rng.normal(0.0, noise, D.size)), 1e-4, 0.999)
     ts = train_step_s(D, W, R) * np.exp(rng.normal(0.0, time_noise, D.size))
+    failed = rng.random(D.size) < fail_frac
+    status = np.where(failed, "failed", "completed")
+    top1 = np.where(failed, np.nan, 1.0 - err)
     return pd.DataFrame(
         {
             "depth": D.astype(int),
@@ -111,8 +206,8 @@ def make_table(
             "params": params(D, W),
             "train_step_s": ts,
             "infer_s": ts / 3.0,
-            "top1": 1.0 - err,
-            "status": "completed",
+            "top1": top1,
+            "status": status,
             "dataset": dataset,
         }
     )
@@ -124,6 +219,47 @@ def paper_like_laws() -> dict[float, AdditiveLaw]:
         10.0: AdditiveLaw(e_inf=0.08, a_depth=0.1, alpha=0.15, a_width=0.1, beta=0.9, gamma=0.6),
         350.0: AdditiveLaw(e_inf=0.04, a_depth=0.1, alpha=0.8, a_width=0.1, beta=0.5, gamma=0.6),
     }
+
+
+# ---------------------------------------------------------------------------- true answers
+
+
+def true_dvw(law: Any, depths, widths, resolutions, grid_points: int = 50) -> float | None:
+    """The analysis's depth-vs-width statistic computed from the law: the mean over resolutions
+    of the mean over the common FLOPs range (base model = smallest depth and width) of
+    ``log e_depth(C) - log e_width(C)``; negative: depth is better. None without overlap."""
+    d0, w0 = float(min(depths)), float(min(widths))
+    ds = []
+    for r in resolutions:
+        cd = flops(np.asarray(depths, float), w0, r)
+        cw = flops(d0, np.asarray(widths, float), r)
+        lo, hi = max(cd.min(), cw.min()), min(cd.max(), cw.max())
+        if not hi > lo * 1.01:
+            continue
+        C = np.geomspace(lo, hi, grid_points)
+        unit = flops(1.0, 1.0, r)
+        e_d = law.error(C / (unit * w0**2), w0, r)
+        e_w = law.error(d0, np.sqrt(C / (unit * d0)), r)
+        ds.append(float(np.mean(np.log(e_d) - np.log(e_w))))
+    return float(np.mean(ds)) if ds else None
+
+
+def true_answers(laws: dict[float, Any] | Any, depths, widths, resolutions, epochs) -> dict[str, Any]:
+    """What a perfect analysis of a table drawn by ``make_table`` would report, per epoch
+    budget and overall (the headline k is the mean over epoch budgets, as in the analysis)."""
+    out: dict[str, Any] = {"by_epochs": {}}
+    ks = []
+    for e in epochs:
+        law = laws[e] if isinstance(laws, dict) else laws
+        k = float(law.resolution_exponent())
+        ks.append(k)
+        out["by_epochs"][float(e)] = {
+            "resolution_exponent": k,
+            "path_exponents": law.path_exponents(),
+            "dvw": true_dvw(law, depths, widths, resolutions),
+        }
+    out["resolution_exponent"] = float(np.mean(ks))
+    return out
 
 
 # ---------------------------------------------------------------------------- sweep dirs
