@@ -224,11 +224,21 @@ def paper_like_laws() -> dict[float, AdditiveLaw]:
 # ---------------------------------------------------------------------------- true answers
 
 
-def true_dvw(law: Any, depths, widths, resolutions, grid_points: int = 50) -> float | None:
+def true_dvw(
+    law: Any,
+    depths,
+    widths,
+    resolutions,
+    grid_points: int = 50,
+    base_depth: float | None = None,
+    base_width: float | None = None,
+) -> float | None:
     """The analysis's depth-vs-width statistic computed from the law: the mean over resolutions
-    of the mean over the common FLOPs range (base model = smallest depth and width) of
-    ``log e_depth(C) - log e_width(C)``; negative: depth is better. None without overlap."""
-    d0, w0 = float(min(depths)), float(min(widths))
+    of the mean over the common FLOPs range of ``log e_depth(C) - log e_width(C)`` (depth path
+    at the base width, width path at the base depth; base = the smallest depth and width unless
+    given); negative: depth is better. None without overlap."""
+    d0 = float(min(depths)) if base_depth is None else float(base_depth)
+    w0 = float(min(widths)) if base_width is None else float(base_width)
     ds = []
     for r in resolutions:
         cd = flops(np.asarray(depths, float), w0, r)
