@@ -26,10 +26,15 @@ from the pointwise bootstrap fraction.
 **Resolution.** Per epoch budget, two estimates of the exponent ``k`` of the compute-optimal
 resolution ``res ~ C^k``, both from all usable cells of that budget:
 
-1. (primary) the additive saturating law ``e = E + A_d d^-a_d + A_w w^-a_w + A_r r^-a_r``
-   (Chinchilla's approach 3 with one term per axis; Huber loss in log space, multi-start,
-   scipy polish), with log FLOPs regressed linearly on the log axes (``log C ~ g . u``). On
-   iso-FLOPs lines the optimum moves as ``k = (1/a_r) / sum_i (g_i / a_i)``;
+1. (primary) the joint saturating law in two forms (:mod:`rsscale.analysis.joint`): additive
+   ``e = E + A_d d^-a_d + A_w w^-a_w + A_r r^-a_r`` (Chinchilla's approach 3 with one term per
+   axis: depth and width complement each other) and product ``e = E + A d^-a_d w^-a_w + B r^-a_r``
+   (one compound model-size term: they substitute), with log FLOPs regressed linearly on the log
+   axes (``log C ~ g . u``). On iso-FLOPs lines the optimum moves as
+   ``k = (1/a_r) / sum_i (g_i / a_i)`` (additive) or ``a / (g_r a + a_r)``, ``a = max_i a_i / g_i``
+   (product). The forms are weighed by 5-fold held-out error; k is their weighted mean and its
+   bootstrap their mixture, so model uncertainty widens the interval; ``form`` says which form
+   the data favour;
 2. (cross-check) a quadratic surface of log error in the centred log axes, whose iso-FLOPs
    minimum moves linearly with log C (closed form from the Lagrange conditions); a local,
    second-order description with no functional form assumed.
@@ -560,7 +565,7 @@ def _surface_exponents(U, y, lc, W):
 def resolution_surface(
     df: pd.DataFrame, measure: str, st: Settings, rng: np.random.Generator
 ) -> dict[str, Any]:
-    """Compute-optimal resolution exponent per epoch budget from the additive law (primary) and
+    """Compute-optimal resolution exponent per epoch budget from the joint law (primary) and
     a quadratic log-error surface (cross-check); see the module doc."""
     q = (1 - st.ci_level) / 2
     sub = df[np.isfinite(df[measure].to_numpy(float)) & (df[measure].to_numpy(float) > 0)]
@@ -677,7 +682,7 @@ def favoured_form(per_budget: list[dict[str, Any]]) -> dict[str, Any]:
 def _res_verdict(
     kb: np.ndarray, qb: np.ndarray | None, threshold: float, margin: float = 0.0
 ) -> tuple[str, float, str]:
-    """slower / not_slower only when the additive law (kb) and the quadratic cross-check (qb)
+    """slower / not_slower only when the joint law (kb) and the quadratic cross-check (qb)
     both put >= threshold of their bootstrap mass on the same side of the compound rule;
     `equivalent` when both put it inside +-margin of the rule (TOST); else inconclusive."""
     r = EFFICIENTNET_EXPONENT
@@ -700,7 +705,7 @@ def _res_verdict(
     return (
         "inconclusive",
         conf,
-        f"P({side}{r:.3f}): additive law {conf_a:.2f}, quadratic cross-check {conf_q:.2f}; "
+        f"P({side}{r:.3f}): joint law {conf_a:.2f}, quadratic cross-check {conf_q:.2f}; "
         f"both must reach {threshold} (equivalence within +-{margin:g}: confidence {eq:.2f})",
     )
 
