@@ -214,7 +214,8 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"{meta['tables']} tables per form, {meta['n_boot']} bootstrap resamples, 90% intervals; "
         f"{meta['seconds']:.0f} s.",
         "",
-        "| form | quantity | n | coverage | flag | median width | verdict right | verdict wrong | form favoured |",
+        "| form | quantity | n | coverage | flag | median width | verdict right | verdict wrong "
+        "| form favoured |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
@@ -222,8 +223,9 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         flag = "" if c is None else ("UNDER" if c < 0.85 else "WIDE" if c > 0.97 else "ok")
         fav = ", ".join(f"{k} {v}" for k, v in s.get("favoured_form", {}).items())
         lines.append(
-            f"| {s['form']} | {s['quantity']} | {s['n']} | {f(c)} | {flag} | {f(s['median_width'], '{:.3f}')} "
-            f"| {f(s.get('verdict_right'))} | {f(s.get('verdict_wrong'))} | {fav} |"
+            f"| {s['form']} | {s['quantity']} | {s['n']} | {f(c)} | {flag} "
+            f"| {f(s['median_width'], '{:.3f}')} | {f(s.get('verdict_right'))} "
+            f"| {f(s.get('verdict_wrong'))} | {fav} |"
         )
     return "\n".join(lines)
 
@@ -255,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(rows)
     print(markdown(summary, meta))
     if a.out:
-        a.out.write_text(json.dumps({"meta": meta, "summary": summary, "tables": rows}, indent=1, default=float))
+        rep = {"meta": meta, "summary": summary, "tables": rows}
+        a.out.write_text(json.dumps(rep, indent=1, default=float))
     return 0
 
 
