@@ -33,6 +33,7 @@ from scipy.optimize import least_squares
 from rsscale.analysis.fit import Law, lm_batch
 
 FORMS = ("additive", "product")
+MIN_WEIGHT = 1e-3
 
 
 class GroupedAxes(Law):
@@ -201,7 +202,7 @@ class FormFit:
     delta: float
     cv_resid: np.ndarray  # per cell, its held-out log residual (fold refitted without it)
     alphas: dict[str, float] = field(default_factory=dict)
-    boot_ok_frac: float = 1.0
+    boot_ok_frac: float | None = None
 
 
 def fit_form(
@@ -209,14 +210,13 @@ def fit_form(
     U: np.ndarray,
     y: np.ndarray,
     lc: np.ndarray,
-    W: np.ndarray,
     folds: np.ndarray,
     axes: list[str],
     max_iter: int = 300,
 ) -> FormFit:
-    """Fit one form (multi-start, Huber with delta = 1.345 x MAD, polish), its held-out losses
-    (each fold refitted from the full-data optimum) and its bootstrap k (each weight row of W
-    refitted from the full-data optimum)."""
+    """Fit one form (multi-start, Huber with delta = 1.345 x MAD, polish) and its held-out
+    residuals (each fold refitted from the full-data optimum); the bootstrap is
+    :func:`bootstrap_form`."""
     n, m = U.shape
     law = make_law(form, m)
     x, yy, one = U[None], y[None], np.ones((1, n))
@@ -250,28 +250,39 @@ def fit_form(
     )
     pred = law.y(tf, np.broadcast_to(x, (K, n, m)))
     cv = pred[folds, np.arange(n)] - y
-    B = W.shape[0]
-    kb = np.zeros(0)
-    ok_frac = 1.0
-    if B:
-        bth, bconv, _ = _solve(
-            law, x, y, W, np.repeat(th_i[None], B, 0), delta, lo1.repeat(B, 0), hi1.repeat(B, 0), max_iter
-        )
-        gb = weighted_lstsq(design, lc, W)[:, 1:]
-        kb = law.resolution_exponent(bth, gb)
-        kb = np.where(bconv & np.isfinite(kb), kb, np.nan)
-        ok_frac = float(np.isfinite(kb).mean())
     return FormFit(
         form=form,
         theta=th_i,
         k=k0,
-        k_boot=kb,
+        k_boot=np.zeros(0),
         converged=converged,
         delta=float(delta),
         cv_resid=cv,
         alphas=dict(zip(axes, (float(a) for a in law.alphas(th_i[None])[0]))),
-        boot_ok_frac=ok_frac,
     )
+
+
+def bootstrap_form(
+    ff: FormFit, U: np.ndarray, y: np.ndarray, lc: np.ndarray, W: np.ndarray, max_iter: int = 300
+):
+    """k per bootstrap weight row of W (B, n): each resample refitted from the full-data
+    optimum; resamples that do not converge are NaN. Fills ff.k_boot and ff.boot_ok_frac."""
+    n, m = U.shape
+    B = W.shape[0]
+    if B == 0:
+        ff.k_boot = np.zeros(0)
+        return ff
+    law = make_law(ff.form, m)
+    x = U[None]
+    lo1, hi1 = law.bounds(x, y[None], np.ones((1, n)))
+    bth, bconv, _ = _solve(
+        law, x, y, W, np.repeat(ff.theta[None], B, 0), ff.delta, lo1.repeat(B, 0), hi1.repeat(B, 0), max_iter
+    )
+    gb = weighted_lstsq(np.concatenate([np.ones((n, 1)), U], 1), lc, W)[:, 1:]
+    kb = law.resolution_exponent(bth, gb)
+    ff.k_boot = np.where(bconv & np.isfinite(kb), kb, np.nan)
+    ff.boot_ok_frac = float(np.isfinite(ff.k_boot).mean())
+    return ff
 
 
 def weighted_lstsq(X: np.ndarray, y: np.ndarray, W: np.ndarray) -> np.ndarray:
@@ -324,6 +335,7 @@ class JointResult:
                 f: {
                     "exponent": r.k if np.isfinite(r.k) else None,
                     "ci": ci(r.k_boot) if r.k_boot.size else None,
+                    "bootstrapped": r.boot_ok_frac is not None,
                     "alphas": r.alphas,
                     "held_out_rmse": float(np.sqrt(np.mean(r.cv_resid**2))),
                     "converged": r.converged,
@@ -352,18 +364,30 @@ def fit_joint(
     forms disagree and the data do not favour either)."""
     folds = kfolds(len(y), n_folds, rng)
     if U.shape[1] <= 2:
-        a = fit_form("additive", U, y, lc, W, folds, axes)
+        a = bootstrap_form(fit_form("additive", U, y, lc, folds, axes), U, y, lc, W)
         return JointResult({"additive": a}, {"additive": 1.0}, float("nan"), "identical", a.k, a.k_boot)
-    a = fit_form("additive", U, y, lc, W, folds, axes)
-    p = fit_form("product", U, y, lc, W, folds, axes)
+    a = fit_form("additive", U, y, lc, folds, axes)
+    p = fit_form("product", U, y, lc, folds, axes)
     wp, z = form_weight(a.cv_resid, p.cv_resid, 0.5 * (a.delta + p.delta))
+    # a form with weight below MIN_WEIGHT would supply fewer than 1 in 1000 resamples of the
+    # mixture: its bootstrap is skipped (half the cost when the data are clear)
+    B = W.shape[0]
+    for f, w in ((a, 1 - wp), (p, wp)):
+        if w >= MIN_WEIGHT:
+            bootstrap_form(f, U, y, lc, W)
+        else:
+            f.k_boot = np.full(B, np.nan)
+            f.boot_ok_frac = None
     favoured = "product" if wp >= threshold else "additive" if wp <= 1 - threshold else "indistinguishable"
     ks = [a.k, p.k]
     if all(np.isfinite(ks)):
         k = (1 - wp) * a.k + wp * p.k
     else:
         k = p.k if np.isfinite(p.k) else a.k
-    B = W.shape[0]
-    pick = rng.random(B) < wp
-    kb = np.where(pick, p.k_boot, a.k_boot) if B else np.zeros(0)
+    if wp < MIN_WEIGHT:
+        kb = a.k_boot
+    elif wp > 1 - MIN_WEIGHT:
+        kb = p.k_boot
+    else:
+        kb = np.where(rng.random(B) < wp, p.k_boot, a.k_boot) if B else np.zeros(0)
     return JointResult({"additive": a, "product": p}, {"additive": 1 - wp, "product": wp}, z, favoured, k, kb)
