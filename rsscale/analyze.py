@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     k = r.get("exponent")
     print(
         f"  resolution: exponent {k:.3f} vs EfficientNet {r['efficientnet_exponent']:.3f}: {r.get('verdict')}"
+        f" (joint-law form favoured: {(r.get('form') or {}).get('favoured', '-')})"
         if k is not None
         else f"  resolution: {r.get('verdict')} ({r.get('reason')})"
     )

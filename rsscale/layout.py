@@ -97,7 +97,10 @@ class SweepLayout(_Layout):
     driver_lock = _Entry(DRIVER_LOCK_NAME)
     cells = _Entry(CELLS_DIR)
     logs = _Entry(LOGS_DIR)
-    submitit_folder = _Entry(LOGS_DIR, "%j")  # submitit's `folder`: one sub-folder per job id
+    submitit_folder = _Entry(LOGS_DIR, "%j")  # a SLURM executor's `folder`: one sub-folder per job id
+    # a local executor's `folder`: its controller makes the folder it is given literally (a `%j` in
+    # the path would leave an empty `logs/%j/`), so local job files go flat: logs/<pid>_0_log.out
+    local_submitit_folder = _Entry(LOGS_DIR)
     report = _Entry(REPORT_DIR)
     inductor_cache = _Entry(CACHE_DIR, "inductor")
 

@@ -21,12 +21,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rsscale.analysis import plots  # noqa: E402
+from rsscale.analysis import plots, synthetic  # noqa: E402
 from rsscale.analysis.load import load_results  # noqa: E402
 from rsscale.analysis.pareto import mark_pareto  # noqa: E402
 from rsscale.analysis.recommend import Settings, analyze_dataset  # noqa: E402
 from rsscale.analysis.report import write_report  # noqa: E402
-from tests.analysis import synthetic_laws as synthetic  # noqa: E402
 
 
 def main() -> int:

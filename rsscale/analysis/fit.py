@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
+from scipy.stats import norm as normal_dist
+from scipy.stats import t as student_t
 
 # ----------------------------------------------------------------------------------------- laws
 
@@ -749,9 +751,18 @@ def fit_curves(
                 with np.errstate(all="ignore"):
                     bnat = lw.natural(bt, xref[j])
                 q = (1 - ci_level) / 2
+                # small-sample widening of the reported exponent's interval (not of boot_theta,
+                # nor of e_inf and b, which must stay positive): a percentile interval treats the
+                # residual scale as known; with n - p residual degrees of freedom widen deviations
+                # from the estimate by t_(n-p) / z at the interval's level, as a t interval
+                # would (docs/calibration.md)
+                dof = max(int(m.sum()) - lw.n_params, 1)
+                tz = float(student_t.ppf(1 - q, dof) / normal_dist.ppf(1 - q))
                 ci = {}
                 for k, v in bnat.items():
                     vv = v[np.isfinite(v)]
+                    if k == "c" and np.isfinite(nat.get(k, np.nan)):
+                        vv = nat[k] + tz * (vv - nat[k])
                     ci[k] = (
                         (float(np.quantile(vv, q)), float(np.quantile(vv, 1 - q)))
                         if vv.size

@@ -1,20 +1,28 @@
 """Figures (matplotlib, Agg backend): scaling curves with CI bands, depth-vs-width differences,
-compute-optimal resolution, Pareto frontiers. Every figure is saved as PNG and SVG."""
+compute-optimal resolution, Pareto frontiers. Every figure is saved as PNG (150 dpi) and SVG.
+
+Made for a slide: every figure is drawn under STYLE (ticks 11 pt, so at least ~9.5 pt once a
+3-panel-wide figure is shrunk to a 10-inch slide), log axes carry 3+ labelled ticks, a legend shows
+a band only where one is drawn, and a grid has as many panels as there is data for."""
 
 from __future__ import annotations
 
+import functools
 import math
 import textwrap
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from rsscale.mpl_env import quiet_matplotlib
+
+quiet_matplotlib()
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from rsscale.analysis.pareto import COSTS, pareto_mask  # noqa: E402
 from rsscale.analysis.recommend import EFFICIENTNET_EXPONENT, Analysis, efficientnet_table_exponent  # noqa: E402
@@ -29,18 +37,83 @@ MEASURE_LABEL = {
 }
 MEASURE_WORD = {"flops": "FLOPs", "train_step_s": "train-step time"}
 MAX_PANELS = 8
+MAX_COLS = 3  # panels per row: wider figures shrink their text below ~9 pt on a slide
+DPI = 150
+STYLE = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 12,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "legend.fontsize": 10,
+    "legend.title_fontsize": 10,
+    "figure.titlesize": 13,
+    "savefig.dpi": DPI,
+}
 _PLAIN = FuncFormatter(lambda v, _: f"{v:.3g}")
+# mantissas of labelled log ticks, coarsest first: the first set giving 3+ ticks in range is used
+_MANTISSAS = (
+    (1.0,),
+    (1.0, 3.0),
+    (1.0, 2.0, 5.0),
+    (1.0, 2.0, 3.0, 5.0, 7.0),
+    (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0),
+)
+
+
+def styled(fn):
+    """Draw the figure under STYLE, without touching the caller's rcParams."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def epochs_label(e: float) -> str:
+    """'1 epoch', '10 epochs', '0.5 epochs'."""
+    return f"{_k(e)} epoch" + ("" if float(e) == 1 else "s")
+
+
+def log_ticks(lo: float, hi: float, max_ticks: int = 5) -> list[float]:
+    """3 to `max_ticks` well-spaced tick values in [lo, hi] for a log axis (1-2-5..., then finer
+    mantissas when the range holds few decades; every k-th decade when it holds many)."""
+    if not (lo > 0 and hi > lo and math.isfinite(hi)):
+        return []
+    ticks: list[float] = []
+    for subs in _MANTISSAS:
+        ticks = [
+            m * 10.0**k
+            for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+            for m in subs
+            if lo * (1 - 1e-9) <= m * 10.0**k <= hi * (1 + 1e-9)
+        ]
+        if len(ticks) >= 3:
+            break
+    if len(ticks) < 3:  # under a factor ~1.5: evenly spaced round values, as on a linear axis
+        ticks = [float(t) for t in MaxNLocator(nbins=4).tick_values(lo, hi) if lo <= t <= hi and t > 0]
+    if len(ticks) > max_ticks:
+        ticks = ticks[:: math.ceil(len(ticks) / max_ticks)]
+    return ticks
+
+
+def _set_log_ticks(axis, lo: float, hi: float, max_ticks: int = 4) -> None:
+    """Labelled major ticks from log_ticks; unlabelled minor ticks at every integer mantissa."""
+    ticks = log_ticks(lo, hi, max_ticks)
+    if len(ticks) >= 2:
+        axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(_eng))
+    axis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _plain_y(ax):
-    """Readable labels on a log y axis spanning less than a decade or two (0.12, 0.14, ...)."""
-    ax.yaxis.set_major_formatter(_PLAIN)
+    """Readable labels on a log y axis (0.12, 0.14, ... on a short range), 3+ of them."""
     lo, hi = ax.get_ylim()
-    if lo > 0 and hi / lo < 30:
-        ax.yaxis.set_minor_formatter(_PLAIN)
-        ax.tick_params(axis="y", which="minor", labelsize=7)
-    else:
-        ax.yaxis.set_minor_formatter(NullFormatter())
+    _set_log_ticks(ax.yaxis, lo, hi, max_ticks=6)  # stacked labels: room for one more
+    ax.set_ylim(lo, hi)
 
 
 def _eng(v: float, _=None) -> str:
@@ -54,23 +127,17 @@ def _eng(v: float, _=None) -> str:
 
 
 def _log_x(ax, values=None):
-    """Log x axis with a few well-spaced labelled ticks: 1-2-5 per decade when the data span under
-    two decades, decades only beyond four; minor ticks unlabelled."""
-    from matplotlib.ticker import LogLocator
-
+    """Log x axis with 3+ well-spaced labelled ticks over the view (see log_ticks)."""
     ax.set_xscale("log")
     lo, hi = ax.get_xlim()
     if values is not None and len(values):
         v = np.asarray(values, float)
         v = v[np.isfinite(v) & (v > 0)]
-        if v.size:
-            lo, hi = v.min(), v.max()
-    decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
-    subs = (1.0, 2.0, 5.0) if decades < 2 else ((1.0, 3.0) if decades < 4 else (1.0,))
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
-    ax.xaxis.set_major_formatter(FuncFormatter(_eng))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.tick_params(axis="x", labelsize=8)
+        if v.size:  # the view: the data plus a margin of 5% of the log range on each side
+            pad = 0.05 * max(math.log10(v.max() / v.min()), 0.1)
+            lo, hi = v.min() / 10**pad, v.max() * 10**pad
+    _set_log_ticks(ax.xaxis, lo, hi)
+    ax.set_xlim(lo, hi)
 
 
 def _regime(an: Analysis, key: str | float) -> str:
@@ -79,7 +146,7 @@ def _regime(an: Analysis, key: str | float) -> str:
     key = key if isinstance(key, str) else _k(key)
     info = an.regimes.get(key)
     if info is None:
-        return f"{key} epochs"
+        return epochs_label(float(key)) if key.replace(".", "").isdigit() else key
     text = regime_label(info)
     if info.get("generalization_gap") is not None:
         return f"{text} (gap {info['generalization_gap']:+.3f})"
@@ -109,21 +176,30 @@ def save(fig, out_dir: Path, name: str) -> list[str]:
     paths = []
     for ext in ("png", "svg"):
         p = out_dir / f"{name}.{ext}"
-        fig.savefig(p, dpi=110 if ext == "png" else None, bbox_inches="tight")
+        fig.savefig(p, dpi=DPI if ext == "png" else None, bbox_inches="tight")
         paths.append(str(p))
     plt.close(fig)
     return paths
 
 
-def _grid(n: int, max_cols: int = 4, size: float = 3.6):
-    cols = min(n, max_cols)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(size * cols + 0.6, size * 0.85 * rows + 1.2), squeeze=False, layout="constrained"
-    )
-    for ax in axes.ravel()[n:]:
-        ax.set_visible(False)
-    return fig, axes.ravel()[:n]
+def grid_shape(n: int, max_cols: int = MAX_COLS) -> tuple[int, int]:
+    """(rows, cols) for n panels: as few rows as max_cols allows, the columns balanced over them
+    (5 panels: 3 + 2, not 4 + 1)."""
+    rows = math.ceil(n / max_cols)
+    return rows, math.ceil(n / rows)
+
+
+def _grid(n: int, max_cols: int = MAX_COLS, size: float = 3.8):
+    """n panels and no empty ones: a short last row is centred (each panel spans 2 half-columns)."""
+    rows, cols = grid_shape(n, max_cols)
+    fig = plt.figure(figsize=(size * cols + 0.6, size * 0.85 * rows + 1.4), layout="constrained")
+    gs = fig.add_gridspec(rows, 2 * cols)
+    axes = []
+    for i in range(n):
+        r, c = divmod(i, cols)
+        shift = cols - (n - r * cols) if r == rows - 1 else 0  # half-columns left empty in a short row
+        axes.append(fig.add_subplot(gs[r, 2 * c + shift : 2 * c + shift + 2]))
+    return fig, np.array(axes)
 
 
 def _pick(values: list, k: int = MAX_PANELS) -> list:
@@ -133,6 +209,7 @@ def _pick(values: list, k: int = MAX_PANELS) -> list:
     return [values[i] for i in idx]
 
 
+@styled
 def scaling_curves(
     an: Analysis, df: pd.DataFrame, measure: str, regime: str | float, out_dir: Path, prefix: str = ""
 ) -> list[str]:
@@ -167,8 +244,10 @@ def scaling_curves(
                 C = np.geomspace(f.c_range[0], f.c_range[1], 60)
                 ax.plot(C, f.predict(C), color=col, lw=1.6, zorder=4, label=f"{strat} fit ({f.law})")
                 lo, hi = f.band(C, ci)
-                if np.isfinite(lo).all():
-                    ax.fill_between(C, lo, hi, color=col, alpha=0.2, lw=0, zorder=2, label=f"{ci:.0%} CI")
+                if _visible_band(lo, hi):
+                    ax.fill_between(
+                        C, lo, hi, color=col, alpha=0.2, lw=0, zorder=2, label=f"{strat} fit {ci:.0%} CI"
+                    )
         _log_x(ax, g[measure])
         ax.set_yscale("log")
         ax.set_title(f"resolution {_k(r)} px")
@@ -180,12 +259,20 @@ def scaling_curves(
     more = "" if len(res) == len(res_all) else f" ({len(res)} of {len(res_all)} resolutions shown)"
     rec = an.depth_vs_width.get(regime, {})
     rec = rec if measure == "flops" else rec.get("time", {})
+    conf = rec.get("confidence")
     fig.suptitle(
-        f"{an.dataset}: top-1 error vs {MEASURE_WORD[measure]}, {_regime(an, regime)}{more}; "
+        f"{an.dataset}: top-1 error vs {MEASURE_WORD[measure]}, {_regime(an, regime)}{more}\n"
         f"depth vs width: {rec.get('winner', '?')}"
+        + (f" (confidence {conf:.2f})" if conf is not None else "")
     )
     name = regime if regime.replace(".", "").isdigit() else regime.replace("ep-", "_n").replace("img", "")
     return save(fig, out_dir, f"{prefix}scaling_{measure}_e{name}")
+
+
+def _visible_band(lo, hi) -> bool:
+    """A CI band worth a legend entry: finite, and not collapsed onto its curve."""
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    return bool(np.isfinite(lo).all() and np.isfinite(hi).all() and np.max(np.abs(hi - lo)) > 1e-9)
 
 
 def _legend(fig, axes):
@@ -200,19 +287,20 @@ def _legend(fig, axes):
             [handles[k] for k in labels],
             labels,
             loc="outside lower center",
-            ncol=min(4, len(labels)),
-            fontsize=8,
+            ncol=min(3, len(labels)),
         )
 
 
+@styled
 def resolution_paths(
     an: Analysis, df: pd.DataFrame, measure: str, out_dir: Path, prefix: str = ""
 ) -> list[str]:
     paths = [p for p in an.paths if p.strategy == "resolution" and p.measure == measure]
     if not paths:
         return []
-    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(6.8, 4.8), layout="constrained")
     cmap = plt.get_cmap("viridis")
+    banded = False
     for i, p in enumerate(sorted(paths, key=lambda p: p.epochs)):
         col = cmap(i / max(len(paths) - 1, 1))
         g = df[df["cell_id"].astype(str).isin(p.cell_ids)]
@@ -220,10 +308,11 @@ def resolution_paths(
         f = p.fit
         if f.law != "none":
             C = np.geomspace(f.c_range[0], f.c_range[1], 60)
-            ax.plot(C, f.predict(C), color=col, label=f"{_k(p.epochs)} epochs ({f.law})")
+            ax.plot(C, f.predict(C), color=col, label=f"{epochs_label(p.epochs)} ({f.law})")
             lo, hi = f.band(C, an.settings.ci_level)
-            if np.isfinite(lo).all():
+            if _visible_band(lo, hi):
                 ax.fill_between(C, lo, hi, color=col, alpha=0.2, lw=0)
+                banded = True
     _log_x(ax, df[df["cell_id"].astype(str).isin([c for p in paths for c in p.cell_ids])][measure])
     ax.set_yscale("log")
     ax.set_xlabel(MEASURE_LABEL[measure])
@@ -232,10 +321,11 @@ def resolution_paths(
     ax.set_title(f"{an.dataset}: resolution scaling at depth {_k(b['depth'])}, width {_k(b['width'])}")
     ax.grid(True, which="both", alpha=0.3)
     _plain_y(ax)
-    ax.legend(fontsize=8, title=f"bands: {an.settings.ci_level:.0%} CI")
+    ax.legend(title=f"bands: {an.settings.ci_level:.0%} CI" if banded else None)
     return save(fig, out_dir, f"{prefix}resolution_paths_{measure}")
 
 
+@styled
 def depth_vs_width(an: Analysis, measure: str, out_dir: Path, prefix: str = "") -> list[str]:
     have = {k[0] for k in an.dvw_curves if k[1] == measure}
     eps = [g for g in an.regimes if g in have] + sorted(have - set(an.regimes))  # regime order
@@ -271,13 +361,13 @@ def depth_vs_width(an: Analysis, measure: str, out_dir: Path, prefix: str = "") 
             transform=ax.transAxes,
             ha="right",
             va="top",
-            fontsize=8,
+            fontsize=10,
             bbox={"boxstyle": "round", "fc": "white", "ec": "0.6", "alpha": 0.9},
         )
         ax.set_xlabel(MEASURE_LABEL[measure])
         ax.set_ylabel("log err(depth) - log err(width)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.text(0.02, 0.03, "below 0: depth better", transform=ax.transAxes, fontsize=7, color="0.3")
+        ax.text(0.02, 0.03, "below 0: depth better", transform=ax.transAxes, fontsize=10, color="0.3")
     _legend(fig, axes)
     title = f"{an.dataset}: depth vs width at equal {MEASURE_WORD[measure]} ({ci:.0%} CI bands)"
     if measure == "flops" and an.cross_regime.get("verdict") and len(an.regimes) > 1:
@@ -286,6 +376,7 @@ def depth_vs_width(an: Analysis, measure: str, out_dir: Path, prefix: str = "") 
     return save(fig, out_dir, f"{prefix}depth_vs_width_{measure}")
 
 
+@styled
 def resolution_optimal(an: Analysis, out_dir: Path, prefix: str = "") -> list[str]:
     """Compute-optimal (Pareto-frontier) cells' resolution vs FLOPs, the surface estimate of the
     exponent with its CI band, the frontier slope, and EfficientNet's rule and table."""
@@ -303,7 +394,7 @@ def resolution_optimal(an: Analysis, out_dir: Path, prefix: str = "") -> list[st
             g["resolution"],
             color=cmap(i / max(len(eps) - 1, 1)),
             s=22,
-            label=f"Pareto-frontier cells, {_k(e)} epochs",
+            label=f"Pareto-frontier cells, {epochs_label(e)}",
         )
     C = np.geomspace(front["flops"].min(), front["flops"].max(), 50)
     lc = np.log(front["flops"].to_numpy(float))
@@ -351,10 +442,11 @@ def resolution_optimal(an: Analysis, out_dir: Path, prefix: str = "") -> list[st
     ax.set_title(f"{an.dataset}: compute-optimal resolution: {rec.get('verdict')}")
     ax.grid(True, which="both", alpha=0.3)
     _plain_y(ax)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9)
     return save(fig, out_dir, f"{prefix}resolution_optimal")
 
 
+@styled
 def pareto(
     an: Analysis | None, df: pd.DataFrame, cost: str, out_dir: Path, prefix: str = "", dataset: str = ""
 ) -> list[str]:
@@ -404,7 +496,7 @@ def pareto(
         _log_x(ax, g[cost])
         ax.set_xlabel(COSTS[cost])
         ax.set_ylabel("top-1 accuracy (fraction)")
-        ax.set_title(_regime(an, float(e)) if an is not None else f"{_k(e)} epochs")
+        ax.set_title(_regime(an, float(e)) if an is not None else epochs_label(e))
         ax.grid(True, which="both", alpha=0.3)
     _legend(fig, axes)
     fig.suptitle(f"{dataset or (an.dataset if an else '')}: top-1 vs {COSTS[cost]}")

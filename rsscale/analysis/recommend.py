@@ -26,10 +26,15 @@ from the pointwise bootstrap fraction.
 **Resolution.** Per epoch budget, two estimates of the exponent ``k`` of the compute-optimal
 resolution ``res ~ C^k``, both from all usable cells of that budget:
 
-1. (primary) the additive saturating law ``e = E + A_d d^-a_d + A_w w^-a_w + A_r r^-a_r``
-   (Chinchilla's approach 3 with one term per axis; Huber loss in log space, multi-start,
-   scipy polish), with log FLOPs regressed linearly on the log axes (``log C ~ g . u``). On
-   iso-FLOPs lines the optimum moves as ``k = (1/a_r) / sum_i (g_i / a_i)``;
+1. (primary) the joint saturating law in two forms (:mod:`rsscale.analysis.joint`): additive
+   ``e = E + A_d d^-a_d + A_w w^-a_w + A_r r^-a_r`` (Chinchilla's approach 3 with one term per
+   axis: depth and width complement each other) and product ``e = E + A d^-a_d w^-a_w + B r^-a_r``
+   (one compound model-size term: they substitute), with log FLOPs regressed linearly on the log
+   axes (``log C ~ g . u``). On iso-FLOPs lines the optimum moves as
+   ``k = (1/a_r) / sum_i (g_i / a_i)`` (additive) or ``a / (g_r a + a_r)``, ``a = max_i a_i / g_i``
+   (product). The forms are weighed by 5-fold held-out error; k is their weighted mean and its
+   bootstrap their mixture, so model uncertainty widens the interval; ``form`` says which form
+   the data favour;
 2. (cross-check) a quadratic surface of log error in the centred log axes, whose iso-FLOPs
    minimum moves linearly with log C (closed form from the Lagrange conditions); a local,
    second-order description with no functional form assumed.
@@ -60,17 +65,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rsscale.analysis.fit import (
-    AdditiveAxes,
-    CurveData,
-    FitResult,
-    _huber,
-    _polish,
-    _solve_chunked,
-    compare_estimators,
-    fit_curves,
-    lm_batch,
-)
+from rsscale.analysis.fit import CurveData, FitResult, compare_estimators, fit_curves
+from rsscale.analysis.joint import fit_joint
 from rsscale.analysis.power import equivalence_confidence, power_summary
 from rsscale.analysis.regimes import cross_regime_verdict, regime_info, regime_keys
 
@@ -585,73 +581,10 @@ def _surface_exponents(U, y, lc, W):
     return k
 
 
-def _additive_exponents(U, y, lc, W, max_iter=300, boot_steps: int | None = None):
-    """Fit e = E + sum_i A_i X_i^-alpha_i (X: depth, width, resolution; log-space Huber loss,
-    multi-start, scipy polish), then the iso-FLOPs optimum: with log C ~ g . u, the optimal
-    u_i grows as (1/alpha_i) / sum_j (g_j / alpha_j) per unit log C, so the resolution exponent
-    is k = (1/alpha_res) / sum_j (g_j / alpha_j). Refitted for every bootstrap weight row of W:
-    ``boot_steps`` Levenberg-Marquardt steps from the full-data optimum (the k-step bootstrap of
-    Andrews 2002, asymptotically equivalent to full refits and far cheaper on thousands of
-    cells), or full refits with ``boot_steps=None``.
-    Returns (k point, k per row of W, info)."""
-    n, m = U.shape
-    law = AdditiveAxes(m)
-    x, yy, ww = U[None], y[None], np.ones((1, n))
-    S0 = law.starts(x, yy, ww)[0]
-    S = len(S0)
-    lo, hi = law.bounds(x, yy, ww)
-    rep = np.repeat
-    th, _, cost = lm_batch(
-        law, rep(x, S, 0), rep(yy, S, 0), rep(ww, S, 0), S0, 1e6, rep(lo, S, 0), rep(hi, S, 0), max_iter
-    )
-    best = th[np.nanargmin(cost)]
-    r = law.y(best[None], x)[0] - y
-    mad = 1.4826 * np.median(np.abs(r - np.median(r)))
-    delta = max(1.345 * mad * np.sqrt(n / max(n - law.n_params, 1)), 1e-3)
-    th, conv, cost = lm_batch(
-        law, rep(x, S, 0), rep(yy, S, 0), rep(ww, S, 0), th, delta, rep(lo, S, 0), rep(hi, S, 0), max_iter
-    )
-    i = int(np.nanargmin(cost))
-    tp, info = _polish(law, U, y, th[i], delta, lo[0], hi[0])
-    if (_huber(law.y(tp[None], x)[0] - y, delta)).sum() <= cost[i] * (1 + 1e-9) + 1e-15:
-        th_i = tp
-    else:
-        th_i = th[i]
-    info["converged"] = bool(info.get("success")) or bool(conv[i])
-    info["alphas"] = [float(a) for a in th_i[2::2]]
-    info["huber_delta"] = float(delta)
-    g0 = _weighted_lstsq(np.concatenate([np.ones((n, 1)), U], 1), lc, np.ones((1, n)))[0, 1:]
-    al = th_i[2::2]
-    k0 = float((1 / al[-1]) / np.sum(g0 / al))
-    B = W.shape[0]
-    if B == 0:
-        return k0, np.zeros(0), info
-    bth, bconv, _ = _solve_chunked(
-        law,
-        rep(x, B, 0),
-        rep(yy, B, 0),
-        W,
-        rep(th_i[None], B, 0),
-        np.full(B, delta),
-        rep(lo, B, 0),
-        rep(hi, B, 0),
-        boot_steps or max_iter,
-    )
-    if boot_steps:
-        bconv = np.ones(B, bool)  # k-step bootstrap: a fixed number of steps, not a convergence test
-    gb = _weighted_lstsq(np.concatenate([np.ones((n, 1)), U], 1), lc, W)[:, 1:]
-    ab = bth[:, 2::2]
-    with np.errstate(all="ignore"):
-        kb = (1 / ab[:, -1]) / np.sum(gb / ab, axis=1)
-    kb = np.where(bconv & np.isfinite(kb), kb, np.nan)
-    info["boot_ok_frac"] = float(np.isfinite(kb).mean())
-    return k0, kb, info
-
-
 def resolution_surface(
     df: pd.DataFrame, measure: str, st: Settings, rng: np.random.Generator
 ) -> dict[str, Any]:
-    """Compute-optimal resolution exponent per epoch budget from the additive law (primary) and
+    """Compute-optimal resolution exponent per epoch budget from the joint law (primary) and
     a quadratic log-error surface (cross-check); see the module doc."""
     q = (1 - st.ci_level) / 2
     sub = df[np.isfinite(df[measure].to_numpy(float)) & (df[measure].to_numpy(float) > 0)]
@@ -684,7 +617,9 @@ def resolution_surface(
         lc = np.log(g[measure].to_numpy(float))
         n = len(g)
         W = rng.multinomial(n, np.full(n, 1.0 / n), size=B).astype(float) if B else np.zeros((0, n))
-        k0, kb, info = _additive_exponents(U, y, lc, W)
+        jr = fit_joint(U, y, lc, W, axes, rng, threshold=st.threshold)
+        k0, kb = jr.k, jr.k_boot
+        converged = all(f.converged for f in jr.fits.values())
         q0 = _surface_exponents(U, y, lc, np.ones((1, n)))[0]
         qb = _surface_exponents(U, y, lc, W) if B else np.zeros(0)
         entry: dict[str, Any] = {
@@ -692,16 +627,16 @@ def resolution_surface(
             "ci": ci(kb) if np.isfinite(k0) else None,
             "axes": axes,
             "n_cells": int(n),
-            "alphas": dict(zip(axes, info["alphas"])),
-            "converged": info["converged"],
-            "boot_ok_frac": info.get("boot_ok_frac"),
+            "form": jr.summary(q),
+            "converged": converged,
+            "boot_ok_frac": float(np.isfinite(kb).mean()) if B else None,
             "quadratic": {
                 "exponent": float(q0) if np.isfinite(q0) else None,
                 "ci": ci(qb) if np.isfinite(q0) else None,
             },
         }
-        if not info["converged"]:
-            entry["note"] = "the additive-law fit did not report convergence"
+        if not converged:
+            entry["note"] = "a joint-law fit did not report convergence"
         kk = kb[np.isfinite(kb)]
         if np.isfinite(k0) and kk.size:
             v, conf, why = _res_verdict(
@@ -735,6 +670,7 @@ def resolution_surface(
     out["exponent"] = float(np.mean(ks))
     out["ci"] = ci(kb)
     out["n_epoch_budgets"] = len(ks)
+    out["form"] = favoured_form([v["form"] for v in by_e.values() if "form" in v])
     out["boot"] = kb
     if qs and len(qs) == len(ks):
         qb = np.mean(np.stack(qbs), axis=0) if B else np.zeros(0)
@@ -743,10 +679,29 @@ def resolution_surface(
     return out
 
 
+def favoured_form(per_budget: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which joint form the data favour over all epoch budgets: the one every budget favours,
+    else `indistinguishable` (or `mixed` when budgets favour different forms)."""
+    fav = [f["favoured"] for f in per_budget]
+    decided = {f for f in fav if f in ("additive", "product")}
+    if fav and len(set(fav)) == 1:
+        overall = fav[0]
+    elif len(decided) > 1:
+        overall = "mixed"
+    else:
+        overall = "indistinguishable"
+    wp = [f["weights"].get("product") for f in per_budget if "product" in f["weights"]]
+    return {
+        "favoured": overall,
+        "by_budget": fav,
+        "mean_weight_product": float(np.mean(wp)) if wp else None,
+    }
+
+
 def _res_verdict(
     kb: np.ndarray, qb: np.ndarray | None, threshold: float, margin: float = 0.0
 ) -> tuple[str, float, str]:
-    """slower / not_slower only when the additive law (kb) and the quadratic cross-check (qb)
+    """slower / not_slower only when the joint law (kb) and the quadratic cross-check (qb)
     both put >= threshold of their bootstrap mass on the same side of the compound rule;
     `equivalent` when both put it inside +-margin of the rule (TOST); else inconclusive."""
     r = EFFICIENTNET_EXPONENT
@@ -769,7 +724,7 @@ def _res_verdict(
     return (
         "inconclusive",
         conf,
-        f"P({side}{r:.3f}): additive law {conf_a:.2f}, quadratic cross-check {conf_q:.2f}; "
+        f"P({side}{r:.3f}): joint law {conf_a:.2f}, quadratic cross-check {conf_q:.2f}; "
         f"both must reach {threshold} (equivalence within +-{margin:g}: confidence {eq:.2f})",
     )
 
@@ -792,7 +747,11 @@ def resolution_recommendation(an: Analysis, df: pd.DataFrame) -> dict[str, Any]:
         "verdict": "inconclusive",
         "confidence": None,
         "compute": "flops",
-        "method": "additive saturating law in depth, width, resolution; iso-FLOPs optimum",
+        "method": (
+            "joint saturating law in depth, width, resolution, additive and product forms "
+            "weighed by held-out error; iso-FLOPs optimum"
+        ),
+        "form": res.get("form"),
         "by_epochs": res.get("by_epochs", {}),
         "quadratic": res.get("quadratic"),
         "frontier": {

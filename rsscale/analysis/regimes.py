@@ -93,7 +93,8 @@ def regime_info(df: pd.DataFrame, keys: pd.Series) -> dict[str, dict[str, Any]]:
 
 def label(info: dict[str, Any]) -> str:
     """``4 epochs x 4000 images`` (or ``4 epochs``)."""
-    text = f"{_num_key(info['epochs'])} epochs"
+    e = float(info["epochs"])
+    text = f"{_num_key(e)} epoch" + ("" if e == 1 else "s")
     return text + (f" x {info['train_size']} images" if info.get("train_size") is not None else "")
 
 

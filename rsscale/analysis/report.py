@@ -303,9 +303,9 @@ def render_markdown(
         )
         L.append(
             "| regime (epochs) | resolution | winner | confidence | depth wins over | width wins over "
-            "| paths (law, n) |"
+            "| paths (law, n) | why inconclusive |"
         )
-        L.append("|---|---|---|---|---|---|---|")
+        L.append("|---|---|---|---|---|---|---|---|")
         for e, v in r["depth_vs_width"].items():
             for res, x in v.get("by_resolution", {}).items():
                 L.append(
@@ -313,8 +313,7 @@ def render_markdown(
                     f"{'; '.join(_ci(i) for i in x.get('depth_wins_over', [])) or '-'} | "
                     f"{'; '.join(_ci(i) for i in x.get('width_wins_over', [])) or '-'} | "
                     f"depth {x.get('law_depth', '-')} n={x.get('n_depth', '-')}, "
-                    f"width {x.get('law_width', '-')} n={x.get('n_width', '-')} |"
-                    + (f" {x['reason']}" if x.get("reason") else "")
+                    f"width {x.get('law_width', '-')} n={x.get('n_width', '-')} | {x.get('reason') or ''} |"
                 )
         rs = r["resolution"]
         L.append("\n### Resolution\n")
@@ -322,8 +321,10 @@ def render_markdown(
         qd = rs.get("quadratic") or {}
         L.append(
             f"Compute-optimal resolution ~ FLOPs^k: k = **{_fmt(rs.get('exponent'))}**, "
-            f"{_fmt(st.ci_level, 2)} CI {_ci(rs.get('ci'))} (additive saturating law in depth, width and "
-            f"resolution); quadratic-surface cross-check {_fmt(qd.get('exponent'))} {_ci(qd.get('ci'))}. "
+            f"{_fmt(st.ci_level, 2)} CI {_ci(rs.get('ci'))} (joint saturating law in depth, width and "
+            f"resolution, additive and product forms weighed by held-out error; the data favour: "
+            f"**{(rs.get('form') or {}).get('favoured', '-')}**); quadratic-surface cross-check "
+            f"{_fmt(qd.get('exponent'))} {_ci(qd.get('ci'))}. "
             f"EfficientNet compound rule: {_fmt(rs['efficientnet_exponent'])} (B0-B7 table: "
             f"{_fmt(rs['efficientnet_table_exponent'])}). Verdict: **{rs.get('verdict')}**"
             f" (confidence {_fmt(rs.get('confidence'), 2)})."
@@ -340,17 +341,22 @@ def render_markdown(
             )
         if rs.get("by_epochs"):
             L.append(
-                "| epochs | k (additive) | CI | k (quadratic) | CI | verdict | cells | axes "
-                "| exponents a_i | note |"
+                "| epochs | k | CI | form favoured (weight of product) | k additive | CI | k product | CI "
+                "| k (quadratic) | CI | verdict | cells | axes | note |"
             )
-            L.append("|---|---|---|---|---|---|---|---|---|---|")
+            L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
             for e, x in rs["by_epochs"].items():
                 qx = x.get("quadratic") or {}
-                al = ", ".join(f"{k} {_fmt(v)}" for k, v in (x.get("alphas") or {}).items()) or "-"
+                fm = x.get("form") or {}
+                fa = (fm.get("forms") or {}).get("additive") or {}
+                fp = (fm.get("forms") or {}).get("product") or {}
+                wp = (fm.get("weights") or {}).get("product")
                 L.append(
-                    f"| {e} | {_fmt(x.get('exponent'))} | {_ci(x.get('ci'))} | {_fmt(qx.get('exponent'))} | "
+                    f"| {e} | {_fmt(x.get('exponent'))} | {_ci(x.get('ci'))} | {fm.get('favoured', '-')} "
+                    f"({_fmt(wp, 2)}) | {_fmt(fa.get('exponent'))} | {_ci(fa.get('ci'))} | "
+                    f"{_fmt(fp.get('exponent'))} | {_ci(fp.get('ci'))} | {_fmt(qx.get('exponent'))} | "
                     f"{_ci(qx.get('ci'))} | {x.get('verdict', '-')} | {x.get('n_cells', '-')} | "
-                    f"{', '.join(x.get('axes', [])) or '-'} | {al} | {x.get('reason', '')} |"
+                    f"{', '.join(x.get('axes', [])) or '-'} | {x.get('reason', '')} |"
                 )
         if rs.get("time"):
             t = rs["time"]
@@ -444,11 +450,17 @@ METHOD = """\
   and how many more seeds or cells would resolve it, extrapolating se ~ 1/sqrt(replicates)); also
   `inconclusive` when the paths do not overlap in compute or have fewer than {st.min_path_points}
   distinct compute values.
-- **Resolution**: per epoch budget, the additive law `e = E + A_d d^-a_d + A_w w^-a_w + A_r r^-a_r`
-  (Huber in log space, multi-start) with log FLOPs linear in the log axes gives the iso-FLOPs
-  optimum's resolution exponent `k = (1/a_r) / sum_i (g_i / a_i)`; a quadratic log-error surface
-  gives a model-free-ish cross-check. Bootstrap over cells, both refitted. Headline k = mean over
-  epoch budgets. `slower` / `not_slower` only when both estimators put >= {st.threshold} of their
+- **Resolution**: per epoch budget, the joint law in two forms, additive
+  `e = E + A_d d^-a_d + A_w w^-a_w + B r^-a_r` (depth and width complement each other) and product
+  `e = E + A d^-a_d w^-a_w + B r^-a_r` (they substitute), Huber in log space, multi-start, with
+  log FLOPs linear in the log axes (`log C ~ g . u`), gives the iso-FLOPs optimum's resolution
+  exponent `k = (1/a_r) / sum_S (1 / b_S)`, `b_S = max_(i in S) a_i / g_i` per term S (additive:
+  `(1/a_r) / sum_i (g_i / a_i)`; product, FLOPs ~ d w^2 r^2: `a / (2a + a_r)`). The forms are
+  weighed by 5-fold held-out error (weight of product = P(its held-out Huber loss is lower),
+  paired over cells); k is the weighted mean and its bootstrap the mixture, so the interval widens
+  when the forms disagree and the data cannot tell them apart. A quadratic log-error surface gives
+  a model-free-ish cross-check. Bootstrap over cells, all refitted. Headline k = mean over epoch
+  budgets. `slower` / `not_slower` only when both estimators put >= {st.threshold} of their
   bootstrap mass on the same side of 0.2016 (EfficientNet's compound rule); `equivalent` when both
   put it inside 0.2016 +- {st.resolution_margin}; else `inconclusive`.
   The Pareto-frontier slope is a diagnostic only: it is pulled toward the grid's own geometry.

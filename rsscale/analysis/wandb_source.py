@@ -11,6 +11,8 @@ mapped to one row of :data:`rsscale.analysis.schema.SCHEMA`:
   or flattened ``model.depth`` / ``model/depth`` keys) and ``run.summary`` (keys tried in order:
   ``final/top1``, ``final.top1``, ``final`` dict, ``top1``; likewise ``cost/flops_per_image``...).
 
+The recorder puts ``cell_id`` and ``cell_hash`` in every run's config (and summary), so a W&B row
+and the sweep directory's row of the same cell share a ``cell_hash`` and ``load_results`` keeps one.
 The run state maps to the status (finished -> completed, crashed/failed -> failed, running ->
 running) unless the summary or config carries ``status``. The normalised table is written to
 ``CACHE_DIR/wandb_<entity>_<project>[_<group>].parquet`` and read from there next time unless

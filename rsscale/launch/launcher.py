@@ -26,6 +26,11 @@ from rsscale.layout import SweepLayout
 log = logging.getLogger("rsscale.sweep")
 
 
+def local_executor(sweep_dir: str | Path) -> submitit.LocalExecutor:
+    """A local submitit executor writing its job files under SWEEP_DIR/logs/ (no literal `%j` folder)."""
+    return submitit.LocalExecutor(folder=SweepLayout(sweep_dir).local_submitit_folder)
+
+
 class _Launcher:
     """What both launchers hold: the sweep directory, the cluster config and the W&B group."""
 
@@ -148,7 +153,7 @@ class LocalLauncher(_Launcher):
         while queue or running:
             while queue and len(running) < parallel and not should_stop():
                 cell_id, rc = queue.pop(0)
-                ex = submitit.LocalExecutor(folder=SweepLayout(self.sweep_dir).submitit_folder)
+                ex = local_executor(self.sweep_dir)
                 ex.update_parameters(
                     timeout_min=rc.time_min,
                     tasks_per_node=rc.tasks,

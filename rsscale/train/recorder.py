@@ -133,7 +133,8 @@ class RunRecorder:
             logger_cfg,
             run_id=self.wandb_id,
             name=self.name,
-            config=config,
+            # the cell's identity rides along: a W&B row and the sweep directory's row are one cell
+            config={**config, "cell_id": r["cell_id"], "cell_hash": r["cell_hash"]},
             run_dir=self.run_dir,
             group=group,
             enabled=self.is_main,
@@ -200,7 +201,8 @@ class RunRecorder:
         self.ended = True
         if self.wb is not None:
             if status == "completed" and self.is_main:
-                self.wb.summary({f"final/{k}": v for k, v in r["final"].items() if v is not None})
+                final = {f"final/{k}": v for k, v in r["final"].items() if v is not None}
+                self.wb.summary({"cell_id": r["cell_id"], "cell_hash": r["cell_hash"], **final})
                 self.wb.summary({f"cost/{k}": v for k, v in r["cost"].items() if isinstance(v, int | float)})
             self.wb.finish(exit_code=0 if status in ("completed", "pruned") else 1)
         self._log_end(status)

@@ -20,14 +20,13 @@ from typing import Any
 
 import hydra
 import optuna
-import submitit
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rsscale.config import CELL_GROUPS, CONF_DIR, cell_hash
 from rsscale.io import atomic_write_json, read_json
 from rsscale.launch.grid import _links
-from rsscale.launch.launcher import SlurmLauncher
+from rsscale.launch.launcher import SlurmLauncher, local_executor
 from rsscale.launch.resources import _bucket, resource_class
 from rsscale.launch.slurm import with_node_limits
 from rsscale.layout import JOURNAL_NAME, StudyLayout
@@ -36,7 +35,7 @@ from rsscale.tune.results import counts, finalize
 from rsscale.tune.space import SearchSpaceError, parse_space, trial_cell, validate_space
 from rsscale.tune.status import format_trials, trial_rows
 from rsscale.tune.storage import open_storage
-from rsscale.tune.study import PRUNERS, SAMPLERS, budget_used, describe
+from rsscale.tune.study import PRUNERS, SAMPLERS, budget_used, describe, name_objective
 from rsscale.tune.worker import TuneWorker, load_study
 
 _DIR_NEUTRAL = ("hydra.", "tune.", "sweep.", "sweep_root", "cluster", "logger", "search=", "runtime.progress")
@@ -143,6 +142,7 @@ def create(meta: dict[str, Any], study_dir: Path) -> optuna.Study:
     study = optuna.create_study(
         study_name=meta["study_name"], storage=storage, direction="maximize", load_if_exists=True
     )
+    name_objective(study)
     if "rsscale" not in study.user_attrs:  # recorded once, with the study
         prov = provenance()
         study.set_user_attr(
@@ -168,7 +168,7 @@ def launch(meta: dict[str, Any], study_dir: Path, n_workers: int) -> list:
         jobs = []
         for w in workers:
             w.threads = threads
-            ex = submitit.LocalExecutor(folder=StudyLayout(study_dir).submitit_folder)
+            ex = local_executor(study_dir)
             ex.update_parameters(timeout_min=int(cluster.get("timeout_min") or 10080))
             jobs.append(ex.submit(w))
         return jobs

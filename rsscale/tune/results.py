@@ -20,8 +20,9 @@ from optuna.trial import TrialState
 
 from rsscale.io import atomic_write_bytes, atomic_write_json, read_json
 from rsscale.layout import CellLayout, StudyLayout
+from rsscale.mpl_env import quiet_matplotlib
 from rsscale.train.record import load_record, provenance, write_record
-from rsscale.tune.study import describe, metric_key
+from rsscale.tune.study import describe, metric_key, objective_name
 
 log = logging.getLogger("rsscale.tune")
 
@@ -136,6 +137,7 @@ def _fmt_override(v: Any) -> str:
 
 def write_report(study: optuna.Study, out: Path) -> None:
     """Optimisation history, parameter importances and the pruning picture, as PNG and SVG."""
+    quiet_matplotlib()
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,10 +145,14 @@ def write_report(study: optuna.Study, out: Path) -> None:
     from optuna.visualization import matplotlib as ovm
 
     out.mkdir(parents=True, exist_ok=True)
-    figures = {"history": ovm.plot_optimization_history, "pruning": ovm.plot_intermediate_values}
+    metric = objective_name(study)
+    figures = {
+        "history": lambda s: ovm.plot_optimization_history(s, target_name=metric),
+        "pruning": ovm.plot_intermediate_values,
+    }
     n_done = sum(1 for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE)
     if n_done >= 2 and len(study.best_trial.params) >= 1:
-        figures["importances"] = ovm.plot_param_importances
+        figures["importances"] = lambda s: ovm.plot_param_importances(s, target_name=metric)
     lines = [f"# Study {study.study_name}", ""]
     for name, fn in figures.items():
         with warnings.catch_warnings():
@@ -157,10 +163,12 @@ def write_report(study: optuna.Study, out: Path) -> None:
                 lines.append(f"- {name}: not drawn ({e})")
                 continue
         fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        if name == "pruning" and hasattr(ax, "set_ylabel"):
+            ax.set_ylabel(f"{metric} after each epoch")
         fig.set_size_inches(8, 5)
         fig.tight_layout()
         for ext in ("png", "svg"):
-            fig.savefig(out / f"{name}.{ext}", dpi=120)
+            fig.savefig(out / f"{name}.{ext}", dpi=150)
         plt.close(fig)
         lines.append(f"- {name}: {name}.png, {name}.svg")
     if "importances" in figures:

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,21 @@ PRUNERS = ("median", "hyperband", "asha", "none")
 HEARTBEAT = "rsscale_heartbeat"  # system attr: time.time() of the worker's last sign of life
 REQUEUED = "rsscale_requeued"  # system attr on a stale FAIL: the number of its re-queued copy
 ROOT = "rsscale_root"  # user attr: the first trial of a chain of re-queues (owns the run directory)
+# the objective's name in the study (Optuna's dashboard and plots; else "Objective 0"): see metric_key
+OBJECTIVE_NAME = "minival top-1"
+
+
+def name_objective(study: optuna.Study) -> None:
+    """Name the study's objective once (stored with the study, so every reader sees it)."""
+    if study.metric_names != [OBJECTIVE_NAME]:
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2: not the user's concern
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([OBJECTIVE_NAME])
+
+
+def objective_name(study: optuna.Study) -> str:
+    """The objective's name; studies made before it was stored are rsscale studies too."""
+    return (study.metric_names or [OBJECTIVE_NAME])[0]
 
 
 def make_sampler(tune: Mapping[str, Any], seed: int):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from rsscale.analysis import synthetic as S
 from rsscale.layout import CellLayout, SweepLayout
-from tests.analysis import synthetic_laws as S
 
 
 def paper_table(seed: int = 0, noise: float = 0.02, **kw):
-    """Width wins at 10 epochs, depth at 350 (tests.analysis.synthetic_laws.paper_like_laws)."""
+    """Width wins at 10 epochs, depth at 350 (rsscale.analysis.synthetic.paper_like_laws)."""
     args = dict(
         depths=(26, 50, 101, 200, 300),
         widths=(0.25, 0.5, 1.0, 1.5, 2.0),

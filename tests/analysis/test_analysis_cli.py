@@ -3,9 +3,9 @@ import json
 import pandas as pd
 import pytest
 
+from rsscale.analysis import synthetic as S
 from rsscale.analyze import main
 from rsscale.layout import SweepLayout
-from tests.analysis import synthetic_laws as S
 
 
 def test_report_from_sweep_dir(sweep_dir, capsys):

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rsscale.analysis import synthetic as S
 from rsscale.analysis.load import COLUMNS, SCHEMA, LoadError, load_results, normalize, record_to_row
 from rsscale.layout import CellLayout, SweepLayout
-from tests.analysis import synthetic_laws as S
 
 
 def test_sweep_dir_one_row_per_cell_with_schema(sweep_dir):

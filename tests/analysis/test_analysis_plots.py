@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from rsscale.analysis import plots
+from rsscale.analysis import synthetic as S
 from rsscale.analysis.load import normalize
 from rsscale.analysis.recommend import Settings, analyze_dataset
-from tests.analysis import synthetic_laws as S
 
 
 @pytest.mark.parametrize("lo,hi", [(6.5e6, 5.3e7), (2.4e7, 3.9e8), (1e6, 1e9), (1e3, 1e12), (0.02, 0.9)])

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from rsscale.analysis import synthetic as S
 from rsscale.analysis.load import normalize
 from rsscale.analysis.power import equivalence_confidence, power_summary
 from rsscale.analysis.recommend import Settings, analyze_dataset
-from tests.analysis import synthetic_laws as S
 
 FAST = Settings(n_boot=400)
 NULL = S.AdditiveLaw(alpha=0.3, beta=0.6)  # alpha = beta / 2: equal returns along both paths

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from rsscale.analysis import synthetic as S
 from rsscale.analysis.load import normalize
 from rsscale.analysis.recommend import (
     EFFICIENTNET_EXPONENT,
@@ -8,7 +9,6 @@ from rsscale.analysis.recommend import (
     analyze_dataset,
     efficientnet_table_exponent,
 )
-from tests.analysis import synthetic_laws as S
 
 FAST = Settings(n_boot=400)
 

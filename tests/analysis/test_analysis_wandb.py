@@ -9,8 +9,8 @@ writes, which the loader reads through several spellings (see wandb_source's mod
 import pytest
 import requests
 
+from rsscale.analysis import synthetic as S
 from rsscale.analysis.wandb_source import is_rate_limited, iter_runs, load_wandb, run_to_row
-from tests.analysis import synthetic_laws as S
 
 try:
     from wandb.errors import CommError

@@ -24,6 +24,7 @@ def test_layout_spells_the_contract(tmp_path):
     assert rel == {"manifest": "manifest.json", "cells": "cells", "logs": "logs", "report": "report"}
     assert s.inductor_cache == tmp_path / "cache" / "inductor"
     assert s.submitit_folder == tmp_path / "logs" / "%j"
+    assert s.local_submitit_folder == tmp_path / "logs"
     assert s.driver_lock == tmp_path / ".driver.lock"
     assert c.dir == tmp_path / "cells" / "d26-w0.25-r16-e1-0123abcd"
     names = {k: getattr(c, k).name for k in ("config", "record", "checkpoint", "checkpoint_prev")}
@@ -108,3 +109,16 @@ def test_status_vocabularies_are_consistent():
     # the run record writes the same vocabularies (train/record.py)
     assert tuple(record.STATUSES) == states.RECORD_STATUSES
     assert tuple(record.ERROR_CLASSES) == states.ERROR_CLASSES
+
+
+def test_local_executor_leaves_no_literal_job_id_folder(tmp_path):
+    """The sweep's and the study's local executor: job files in logs/, no empty `logs/%j/` beside them."""
+    from rsscale.launch.launcher import local_executor
+
+    ex = local_executor(tmp_path)
+    ex.update_parameters(timeout_min=1)
+    job = ex.submit(sum, [1, 2])
+    assert job.result() == 3
+    names = sorted(p.name for p in SweepLayout(tmp_path).logs.iterdir())
+    assert not [n for n in names if "%" in n], names
+    assert f"{job.job_id}_0_log.out" in names

@@ -180,6 +180,7 @@ def test_multirun_runs_every_cell_in_one_sweep_then_skips_them(tmp_path):
         ["cells", "logs"],
         ["cache", "cells", "logs"],
     )
+    assert not [p.name for p in SweepLayout(d).logs.iterdir() if "%" in p.name]  # no literal logs/%j/
     before = attempts(d)
     assert set(before.values()) == {1}
     again = run_m(d, *TINY, "model.depth=26,50", "model.width=0.25,0.5").stdout

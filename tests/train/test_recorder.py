@@ -24,6 +24,7 @@ class FakeWandb:
 
     def __init__(self, logger_cfg, *, run_id, name, config, run_dir, group=None, enabled=True):
         self.run_id, self.name, self.enabled, self.error = run_id, name, enabled, None
+        self.config = dict(config)
         self.calls = []
         FakeWandb.runs.append(self)
 
@@ -90,6 +91,9 @@ def test_running_then_epochs_then_completed(tmp_path, wandb, writes):
     (wb,) = wandb
     assert [c[0] for c in wb.calls] == ["log", "log", "summary", "summary", "finish"]
     assert wb.calls[-1] == ("finish", 0) and wb.calls[0][2] == 7  # epoch logs at the epoch's step
+    # the cell's identity in the W&B run's config and summary: the analysis matches it to the sweep's row
+    assert (wb.config["cell_id"], wb.config["cell_hash"]) == ("cell-a", "h" * 16)
+    assert wb.calls[2][1]["cell_hash"] == "h" * 16 and wb.calls[2][1]["final/top1"] == 0.9
 
 
 @pytest.mark.parametrize(
