@@ -133,7 +133,8 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
     """Plan, launch, wait and collect; `expanded` gives the cells of a `-m` sweep (else the grid's)."""
     sweep_dir = Path(HydraConfig.get().sweep.dir).resolve()
     try:
-        spec, cells = expanded() if expanded else expand(cfg)
+        task = list(HydraConfig.get().overrides.task)
+        spec, cells = expanded() if expanded else expand(cfg, overrides=task)
     except (GridError, ValueError) as e:
         raise SweepError(str(e)) from None
     manifest = Manifest.load_or_new(sweep_dir)
@@ -149,6 +150,8 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
             f"{counts['exhausted']} out of retries",
             flush=True,
         )
+        if spec.get("command_line"):
+            print(f"  the command line replaces the grid's: {'; '.join(spec['command_line'])}", flush=True)
         if cfg.sweep.dry_run:
             for c, rc in todo:
                 print(f"  {c.cell_id}  {rc.key}")

@@ -12,7 +12,7 @@ import copy
 import itertools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,24 +121,70 @@ def grid_spec(cfg: DictConfig) -> dict[str, Any]:
     return spec
 
 
+def command_line_fields(lines: Sequence[str]) -> list[str]:
+    """The cell fields (dotted keys) that these Hydra override lines set; group choices, deletions
+    and keys outside the cell groups (hydra, sweep, grid, cluster) are not fields."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out = []
+    for o in OverridesParser.create().parse_overrides(list(lines)):
+        key = o.key_or_group
+        if "." in key and key.split(".")[0] in CELL_GROUPS and not o.is_delete() and key not in out:
+            out.append(key)
+    return out
+
+
+def apply_command_line(spec: dict[str, Any], base: Mapping, keys: Sequence[str]) -> list[str]:
+    """The command line wins over the grid (Hydra's convention): a field it sets leaves the grid's
+    `fixed` and case overrides, and an axis on it becomes that single value. Returns one line per
+    grid setting replaced, for the plan."""
+
+    def show(key: str) -> Any:
+        return _get(base, key)
+
+    changed = []
+    for key in keys:
+        if key in spec["fixed"]:
+            changed.append(f"{key}={show(key)!r} (grid fixed: {spec['fixed'].pop(key)!r})")
+        if key in spec["axes"]:
+            changed.append(f"{key}={show(key)!r} (grid axis: {spec['axes'][key]!r})")
+            spec["axes"][key] = [show(key)]
+        for case in spec["cases"] or []:
+            where = f"case {case['name']!r}"
+            if key in (case.get("overrides") or {}):
+                changed.append(f"{key}={show(key)!r} ({where}: {case['overrides'].pop(key)!r})")
+            if key in (case.get("axes") or {}):
+                changed.append(f"{key}={show(key)!r} ({where} axis: {case['axes'][key]!r})")
+                case["axes"][key] = [show(key)]
+    return changed
+
+
 def expand(
-    cfg: DictConfig, *, axes: Mapping[str, list] | None = None, validate: bool = True
+    cfg: DictConfig,
+    *,
+    axes: Mapping[str, list] | None = None,
+    validate: bool = True,
+    overrides: Sequence[str] = (),
 ) -> tuple[dict[str, Any], list[Cell]]:
     """All cells of the grid in `cfg`, resolved, deduplicated by hash and validated.
 
-    `axes` adds axes to the grid's own (a `-m` sweep; same key: these values win). Fast enough for
+    `axes` adds axes to the grid's own (a `-m` sweep; same key: these values win). `overrides` are
+    the command line's override lines (composed into `cfg` already): the fields they set win over
+    the grid's (spec["command_line"] says which grid settings they replaced). Fast enough for
     10,000-cell grids: the base config is resolved once and each cell is a plain dict copy with its
     overrides and the base's interpolations re-applied.
     """
     spec = grid_spec(cfg)
     spec["axes"] = dict(spec["axes"] or {})
-    for key, values in (axes or {}).items():
-        spec["axes"].pop(key, None)  # a swept key keeps its command-line position in the product
-        spec["axes"][key] = list(values)
     name = spec["name"]
     base_cfg = OmegaConf.masked_copy(cfg, list(CELL_GROUPS))
     links = _links(base_cfg)
     base = OmegaConf.to_container(base_cfg, resolve=False)
+    set_here = [k for k in command_line_fields(overrides) if k not in (axes or {})]
+    spec["command_line"] = apply_command_line(spec, base, [k for k in set_here if field_problem(base, k) is None])
+    for key, values in (axes or {}).items():
+        spec["axes"].pop(key, None)  # a swept key keeps its command-line position in the product
+        spec["axes"][key] = list(values)
 
     def check_key(key: str, where: str) -> None:
         problem = field_problem(base, key)

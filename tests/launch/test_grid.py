@@ -150,3 +150,39 @@ def test_resources_cpu_tasks_must_fit_one_node():
         resource_class(cell, cpu)
     assert resource_class(cell, {**cpu, "cpus_per_node": 16}).tasks == 16
     assert resource_class(cell, {**cpu, "cpus_per_node": None}).tasks == 16  # unknown: not checked
+
+
+def test_command_line_wins_over_the_grids_fixed_fields_and_axes():
+    lines = ["+grid=depth_width", "data.train_subset=500", "recipe.epochs=32", "recipe.batch_size=64"]
+    spec, cells = expand(cfg(*lines), overrides=lines)
+    assert len(cells) == 13
+    assert {c.config["data"]["train_subset"] for c in cells} == {500}  # the grid's fixed says 4000
+    assert {c.config["recipe"]["epochs"] for c in cells} == {32}  # the grid's axis says [4]
+    assert {c.config["recipe"]["batch_size"] for c in cells} == {64}
+    assert all(c.axes["recipe.epochs"] == 32 for c in cells)
+    said = "; ".join(spec["command_line"])
+    assert "data.train_subset=500 (grid fixed: 4000)" in said and "recipe.epochs=32 (grid axis: [4])" in said
+    plain = {c.hash for c in expand(cfg("+grid=depth_width"))[1]}
+    assert not plain & {c.hash for c in cells}
+
+
+def test_command_line_replaces_a_case_override_and_a_case_axis():
+    lines = ["+grid=depth_width", "model.depth=50"]
+    spec, cells = expand(cfg(*lines), overrides=lines)
+    assert {c.config["model"]["depth"] for c in cells} == {50}  # depth case axis and width case override
+    assert "case 'width': 26" in "; ".join(spec["command_line"])
+
+
+def test_dry_run_says_what_the_command_line_changed(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.launch.sweep_helpers import REPO
+
+    args = ["+grid=depth_width", "data.train_subset=500", "sweep.dry_run=true", f"hydra.sweep.dir={tmp_path}"]
+    for mode in ([], ["-m"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "rsscale.sweep", *mode, *args], cwd=REPO, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "the command line replaces the grid's: data.train_subset=500 (grid fixed: 4000)" in proc.stdout
