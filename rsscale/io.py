@@ -66,6 +66,34 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(f)
 
 
+def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], int]:
+    """The lines of a JSON-lines file that are JSON objects, and how many lines are not (a torn
+    write, binary garbage): a log is read line by line, never decoded as one text."""
+    good, bad = [], 0
+    for raw in Path(path).read_bytes().splitlines():
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw.decode())
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+            obj = None
+        if isinstance(obj, dict):
+            good.append(obj)
+        else:
+            bad += 1
+    return good, bad
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Move a garbage file out of the way as `<name>.garbage-<n>` (kept for a post-mortem)."""
+    path = Path(path)
+    n = 1
+    while (target := path.with_name(f"{path.name}.garbage-{n}")).exists():
+        n += 1
+    os.replace(path, target)
+    return target
+
+
 def _json_default(o: Any) -> Any:
     if hasattr(o, "item"):  # numpy / torch scalars
         return o.item()

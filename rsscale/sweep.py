@@ -69,6 +69,8 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
             classes[c.cell_id] = resource_class(c.config, cluster)
         except ResourceError as e:
             raise SweepError(f"cell {c.cell_id}: {e}") from None
+    for c in cells:  # garbage in a cell's attempts log is set aside before anything reads it
+        manifest.heal_attempts(c.cell_id)
     known = [
         c.cell_id for c in cells if c.cell_id in manifest.cells and manifest.cells[c.cell_id]["submissions"]
     ]

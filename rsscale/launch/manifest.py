@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rsscale.io import atomic_write_json, read_json
+from rsscale.io import atomic_write_json, atomic_write_text, read_json, read_jsonl, set_aside
 from rsscale.layout import CELLS_DIR, MANIFEST_NAME, SweepLayout
 from rsscale.train.record import load_record, now
 
@@ -139,25 +139,47 @@ class Manifest:
     def last_attempt(self, cell_id: str) -> dict | None:
         return last_attempt(self.layout.cell(cell_id).attempts)
 
+    def heal_attempts(self, cell_id: str) -> None:
+        """The driver's repair of a garbage attempts.jsonl: the file is set aside (named on stderr)
+        and its readable lines written back, so the cell's runner appends to a clean log."""
+        path = self.layout.cell(cell_id).attempts
+        if not path.exists():
+            return
+        good, bad = read_jsonl(path)
+        if not bad:
+            return
+        aside = set_aside(path)
+        atomic_write_text(path, "".join(json.dumps(line) + "\n" for line in good))
+        print(
+            f"rsscale: warning: {path}: {bad} unreadable line(s); set aside as {aside.name}, "
+            f"{len(good)} attempt(s) kept",
+            file=sys.stderr,
+        )
+
+
+_WARNED: set[Path] = set()
+
+
+def _attempt_lines(path: Path) -> list[dict]:
+    """The readable lines; garbage is skipped and named once (status readers change no file)."""
+    if not path.exists():
+        return []
+    try:
+        good, bad = read_jsonl(path)
+    except OSError as e:  # unreadable: counted as no attempts, and said
+        good, bad = [], f"cannot read it ({e})"
+    if bad and path not in _WARNED:
+        _WARNED.add(path)
+        print(f"rsscale: warning: {path}: {bad} unreadable line(s) skipped", file=sys.stderr)
+    return good
+
 
 def count_attempts(path: Path) -> int:
-    """Lines of an attempts.jsonl (one per start of the cell); 0 without the file."""
-    if not path.exists():
-        return 0
-    with open(path) as f:
-        return sum(1 for line in f if line.strip())
+    """Readable lines of an attempts.jsonl (one per start of the cell); 0 without the file."""
+    return len(_attempt_lines(path))
 
 
 def last_attempt(path: Path) -> dict | None:
     """The newest readable line of an attempts.jsonl, or None."""
-    if not path.exists():
-        return None
-    last = None
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                try:
-                    last = json.loads(line)
-                except ValueError:
-                    continue
-    return last
+    lines = _attempt_lines(path)
+    return lines[-1] if lines else None

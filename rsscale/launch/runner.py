@@ -91,10 +91,17 @@ class CellRunner(submitit.helpers.Checkpointable):
             "resume": self.files.checkpoint.exists(),
         }
         self.cell_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.files.attempts, "a") as f:
-            f.write(json.dumps(line) + "\n")
+        with open(self.files.attempts, "ab") as f:
+            torn = f.tell() > 0 and not _ends_with_newline(self.files.attempts)
+            f.write(("\n" if torn else "").encode() + (json.dumps(line) + "\n").encode())
             f.flush()
             os.fsync(f.fileno())
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def _record_early_end(cell_dir: Path, cell_id: str, e: BaseException) -> None:

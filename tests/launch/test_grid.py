@@ -173,6 +173,7 @@ def test_command_line_replaces_a_case_override_and_a_case_axis():
     assert "case 'width': 26" in "; ".join(spec["command_line"])
 
 
+@pytest.mark.slow
 def test_dry_run_says_what_the_command_line_changed(tmp_path):
     import subprocess
     import sys
