@@ -231,6 +231,10 @@ def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) 
 
     def on_done(cid: str, err: BaseException | None) -> None:
         done["n"] += 1
+        stopped_by = driver.name if driver.requested else ("fail_fast" if stop["flag"] else None)
+        if stopped_by:  # the driver asked it to stop: a preemption, whatever state it ended in
+            manifest.cells[cid]["submissions"][-1]["stopped_by"] = stopped_by
+            manifest.save()
         print(f"[{done['n']}/{len(items)}] {done_line(manifest, cid, err)}", flush=True)
         if err is not None and cfg.sweep.fail_fast and not driver.requested:
             stop["flag"] = True
@@ -249,6 +253,10 @@ def done_line(manifest: Manifest, cid: str, err: BaseException | None) -> str:
     msg = f"{cid}: {row['status']}"
     if row["val_top1"] is not None:
         msg += f" val top1 {row['val_top1']:.4f}"
+    if row["status"] == "preempted":  # the reason it stopped, never submitit's log path
+        stopped_by = (manifest.cells[cid]["submissions"] or [{}])[-1].get("stopped_by")
+        why = f"stopped by {stopped_by}" if stopped_by else (rec.get("error") or "stopped")
+        return f"{msg} (preempted: {why}; the next run resumes it)"
     if row["status"] != "completed":
         text = rec.get("error")
         if not text and row["error_class"] == "node_failure":

@@ -48,9 +48,9 @@ class CellRunner(submitit.helpers.Checkpointable):
         if supervision.is_local_cell():
             supervision.install_cell_side()
         rank = _global_rank()
-        if rank == 0:
-            self._log_attempt()
-        try:
+        try:  # a stop (or error) from the first line on leaves a record that says so
+            if rank == 0:
+                self._log_attempt()
             from rsscale.train.loop import train
 
             cell = read_json(self.files.config)

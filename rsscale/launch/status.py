@@ -100,6 +100,8 @@ def derive_state(manifest: Manifest, cid: str, rec: dict | None, last: dict | No
             return "preempted", "preempted"
         if rec is None and has_ckpt:
             return "interrupted", None
+        if last.get("stopped_by") and (rec is None or rec["status"] == "running"):
+            return "preempted", "preempted"  # the driver stopped it (a signal, fail_fast): not its fault
         if rec is not None and rec["status"] == "running":
             return "failed", "node_failure"  # the process died without a word
         if rec is None and att is not None and str(att.get("job_id")) == _local_id(last):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,33 @@ def test_binary_garbage_in_the_attempts_log_is_named_set_aside_and_never_fatal(t
     assert str(path) in proc.stderr and "set aside as attempts.jsonl.garbage-1" in proc.stderr
     assert path.with_name("attempts.jsonl.garbage-1").read_bytes().endswith(GARBAGE)
     assert [json.loads(line) for line in path.read_text().splitlines()] == [good]
+
+
+def _dead_start(m: Manifest, cid: str) -> None:
+    """The cell's process logged its start and died without a record (what SIGTERM does to a
+    cell whose handler is not installed yet)."""
+    p = subprocess.Popen(["true"])
+    p.wait()
+    last = m.cells[cid]["submissions"][-1]
+    line = {"host": socket.gethostname(), "pid": p.pid, "job_id": last["job_id"].removeprefix("local-")}
+    m.layout.cell(cid).attempts.write_text(json.dumps(line) + "\n")
+
+
+def test_a_stop_the_driver_sent_during_start_up_is_a_preemption_and_its_line_gives_the_reason(tmp_path):
+    from submitit.core.utils import FailedJobError
+
+    from rsscale.sweep import done_line
+
+    m = submitted_sweep(tmp_path)
+    stopped, killed = list(m.cells)
+    for cid in (stopped, killed):
+        _dead_start(m, cid)
+    m.cells[stopped]["submissions"][-1]["stopped_by"] = "SIGTERM"  # what the driver notes on a stop
+    m.save()
+    rows = {r["cell_id"]: r for r in cell_rows(Manifest.load(tmp_path))}
+    assert (rows[stopped]["status"], rows[stopped]["error_class"]) == ("preempted", "preempted")
+    assert (rows[killed]["status"], rows[killed]["error_class"]) == ("failed", "node_failure")
+    err = FailedJobError(f"Job (task=0) failed\n  - {tmp_path}/logs/1/1_0_log.out")
+    line = done_line(Manifest.load(tmp_path), stopped, err)
+    assert line == f"{stopped}: preempted (preempted: stopped by SIGTERM; the next run resumes it)"
+    assert "log" not in line
