@@ -55,11 +55,25 @@ def field_problem(base: Mapping, dotted: str) -> str | None:
     if group not in CELL_GROUPS:
         return f"is not a cell field (groups: {', '.join(CELL_GROUPS)})"
     try:
-        _get(base, dotted)
+        node = _get(base, dotted)
     except KeyError:
         keys = ", ".join(sorted(base[group])) if isinstance(base.get(group), Mapping) else ""
         return f"is not a config field; {group} has: {keys}"
+    if isinstance(node, Mapping):
+        return f"is a group of fields, not one field; name the field (e.g. {dotted}.{next(iter(node), 'x')})"
     return None
+
+
+def value_problem(base: Mapping, dotted: str, value: Any) -> str | None:
+    """Why `value` cannot be a grid value of the field `dotted`: one plain value (number, string,
+    boolean, null), or a list where the field holds a list (model.blocks, logger.tags)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return None
+    current = _get(base, dotted)
+    if isinstance(value, list) and (current is None or isinstance(current, list)):
+        if all(v is None or isinstance(v, bool | int | float | str) for v in value):
+            return None
+    return f"value {value!r} is not a plain value (a number, string, boolean or null)"
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:
@@ -176,6 +190,7 @@ def expand(
     """
     spec = grid_spec(cfg)
     spec["axes"] = dict(spec["axes"] or {})
+    axes_in = axes
     name = spec["name"]
     base_cfg = OmegaConf.masked_copy(cfg, list(CELL_GROUPS))
     links = _links(base_cfg)
@@ -191,16 +206,26 @@ def expand(
         if problem:
             raise GridError(f"grid {name}: {where} {key!r} {problem}")
 
-    for key in spec["fixed"]:
+    def check_values(key: str, values: list, where: str) -> None:
+        for v in values:
+            problem = value_problem(base, key, v)
+            if problem:
+                raise GridError(f"grid {name}: {where} {key!r}: {problem}")
+
+    for key, value in spec["fixed"].items():
         check_key(key, "fixed field")
-    for key in spec["axes"]:
+        check_values(key, [value], "fixed field")
+    for key, values in spec["axes"].items():
         check_key(key, "axis")
+        check_values(key, values, "axis")
     cases = spec["cases"] or [{"name": None, "overrides": {}}]
     for case in cases:
-        for key in case.get("overrides") or {}:
+        for key, value in (case.get("overrides") or {}).items():
             check_key(key, f"case {case['name']!r} field")
-        for key in case.get("axes") or {}:
+            check_values(key, [value], f"case {case['name']!r} field")
+        for key, values in (case.get("axes") or {}).items():
             check_key(key, f"case {case['name']!r} axis")
+            check_values(key, values, f"case {case['name']!r} axis")
     for pattern in spec["exclude"]:
         for key in pattern:
             if (
@@ -233,10 +258,7 @@ def expand(
                     _set(tree, dst, _resolve_link(tree, src, links))  # a value set explicitly stays
             cell = cell_config(tree)
             h = cell_hash(cell)
-            if h in cells:  # the same cell twice: run once; the caller can see which (spec["merged"])
-                same_cell.append((point, cells[h].cell_id))
-                continue
-            if validate:
+            if validate:  # every point, also one that is the same cell as another (unhashed fields)
                 data_key = json.dumps(cell["data"], sort_keys=True)
                 try:
                     validate_cell(cell, check_data_files=data_key not in validated)
@@ -245,11 +267,27 @@ def expand(
                     where = ", ".join(f"{k}={v}" for k, v in shown.items() if v is not None) or "defaults"
                     raise GridError(f"grid {name}: cell ({where}): {e}") from None
                 validated.add(data_key)
+            if h in cells:  # the same cell twice: run once; the caller can see which (spec["merged"])
+                _refuse_unhashed_axis(name, point, cells[h], set(spec["axes"]) - set(axes_in or {}))
+                same_cell.append((point, cells[h].cell_id))
+                continue
             cells[h] = Cell(cell_id(cell, h), h, cell, axes=point, case=case.get("name"))
     if not cells:
         raise GridError(f"grid {name}: the exclusions leave no cell to run")
     spec["merged"] = same_cell
     return spec, list(cells.values())
+
+
+def _refuse_unhashed_axis(name: str, point: Mapping, other: Cell, grid_axes: set[str]) -> None:
+    """Two values of a grid axis that give one cell (the field is outside the hash): one would never run."""
+    differ = [k for k in point if k in grid_axes and k in other.axes and point[k] != other.axes[k]]
+    if differ:
+        show = ", ".join(f"{k}={point[k]!r} / {other.axes[k]!r}" for k in differ)
+        raise GridError(
+            f"grid {name}: the points with {show} are the same cell ({other.cell_id}): {', '.join(differ)} "
+            "does not change the results (not in the cell hash), so one of them would never run; "
+            "make it a fixed field or a command-line override"
+        )
 
 
 def _resolve_link(tree: Mapping, src: str, links: Mapping[str, str], depth: int = 0):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hydra.errors import HydraException, MissingConfigException
 
@@ -187,3 +189,39 @@ def test_dry_run_says_what_the_command_line_changed(tmp_path):
         )
         assert proc.returncode == 0, proc.stderr
         assert "the command line replaces the grid's: data.train_subset=500 (grid fixed: 4000)" in proc.stdout
+
+
+def _grid(tmp_path, text: str, *extra: str):
+    (tmp_path / "grid").mkdir(exist_ok=True)
+    (tmp_path / "grid" / "g.yaml").write_text("name: g\n" + text)
+    return expand(cfg("+grid=g", f"hydra.searchpath=[file://{tmp_path}]", "data=synthetic", *extra))
+
+
+def test_grid_values_that_are_not_plain_values_are_refused_naming_the_key(tmp_path):
+    with pytest.raises(GridError, match=r"axis 'model' is a group of fields, not one field.*model\.name"):
+        _grid(tmp_path, "axes:\n  model: [{depth: 26}, {depth: 50}]\n")  # was KeyError: 'width'
+    with pytest.raises(GridError, match=r"axis 'runtime.threads': value \{'a': 1\} is not a plain value"):
+        _grid(tmp_path, "axes:\n  runtime.threads: [{a: 1}, 2]\n")
+    with pytest.raises(GridError, match=r"fixed field 'recipe.epochs': value \[1, 2\] is not a plain"):
+        _grid(tmp_path, "fixed:\n  recipe.epochs: [1, 2]\n")
+    # two values of a field outside the hash are one cell: one of them would silently never run
+    with pytest.raises(GridError, match=r"runtime.threads=2 / 1 are the same cell .* does not change the results"):
+        _grid(tmp_path, "axes:\n  runtime.threads: [1, 2]\n")
+    _, cells = _grid(tmp_path, "axes:\n  model.blocks: [[1, 1, 1, 1], [1, 2, 2, 1]]\n")  # a list field
+    assert [c.config["model"]["blocks"] for c in cells] == [[1, 1, 1, 1], [1, 2, 2, 1]]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("runtime.threads=-3", "runtime.threads must be >= 1, got -3"),
+        ("runtime.threads=abc", "runtime.threads must be a number, got 'abc'"),
+        ("runtime.eval_batch_size=0", "runtime.eval_batch_size must be >= 1"),
+        ("runtime.checkpoint_every_minutes=-1", "runtime.checkpoint_every_minutes must be >= 0"),
+        ("runtime.measure_latency=maybe", "runtime.measure_latency must be true or false"),
+        ("runtime.progress=loud", "runtime.progress='loud': allowed auto, bar, log, none"),
+    ],
+)
+def test_runtime_fields_outside_the_hash_are_checked_before_launch(override, message):
+    with pytest.raises(GridError, match=re.escape(message)):
+        expand(cfg("data=synthetic", override))
