@@ -59,14 +59,20 @@ def row(m: Manifest, cid: str = "c1") -> dict:
 # ------------------------------------------------------------------------- 1. config follows the sweep
 @pytest.mark.slow
 def test_rerun_with_a_fixed_unhashed_field_retries_the_new_config_and_says_what_changed(tmp_path):
-    """eval_batch_size (outside the hash) breaks the cell; the fixed re-run used to retry the old config.
-    Also item 6: the driver's line shows the error class and message, not a submitit log path."""
+    """A cell failed under one value of a field outside the hash; the fixed re-run used to retry the
+    old config. A bad value the schema can see (eval_batch_size=0) is refused before launch (issue 25);
+    the failure after launch is the record's (here: written as a runner writes a code error)."""
     d = tmp_path / "sw"
     common = ["recipe.epochs=1", "runtime.max_steps=2", "data.train_res=16", "runtime.measure_latency=false"]
     bad = sweep(d, *common, "runtime.eval_batch_size=0", grid=None, check=False)
-    assert bad.returncode == 1, bad.stdout + bad.stderr
-    line = next(x for x in bad.stdout.splitlines() if x.startswith("[1/1]"))
-    assert "failed (code_error: ValueError" in line and "logs/" not in line, line
+    assert bad.returncode == 2 and "runtime.eval_batch_size must be >= 1" in bad.stderr, bad.stdout + bad.stderr
+    assert not SweepLayout(d).cells.exists()  # nothing launched
+    sweep(d, *common, "runtime.eval_batch_size=128", grid=None)
+    (r,) = status(d)
+    rec_path = SweepLayout(d).cell(r["cell_id"]).record
+    rec = json.loads(rec_path.read_text())
+    rec.update(status="failed", error_class="code_error", error="ValueError: eval failed")
+    rec_path.write_text(json.dumps(rec))
     good = sweep(d, *common, "runtime.eval_batch_size=256", "sweep.retry.code_error=1", grid=None)
     assert "config refreshed (runtime.eval_batch_size)" in good.stdout, good.stdout
     (r,) = status(d)
