@@ -22,7 +22,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rsscale.config import CONF_DIR
-from rsscale.launch.cell_files import sync_config
+from rsscale.io import read_json
+from rsscale.launch.cell_files import changed_fields, sync_config
 from rsscale.launch.grid import Cell, GridError, check_grid_file, expand, grid_file
 from rsscale.launch.launcher import LocalLauncher, SlurmLauncher
 from rsscale.launch.manifest import Manifest
@@ -31,6 +32,7 @@ from rsscale.launch.resources import ResourceError, resource_class
 from rsscale.launch.slurm import with_node_limits
 from rsscale.launch.status import cell_rows, count_line, format_table
 from rsscale.launch.supervision import DriverStop
+from rsscale.launch.way_out import continue_command
 from rsscale.layout import RECORD_NAME, SweepLayout
 from rsscale.states import RETRIED, TERMINAL, WAITING
 
@@ -78,6 +80,7 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
     todo: list[tuple[Cell, Any]] = []
     counts: dict[str, Any] = Counter()  # new, skip_completed, resume, retry, running, exhausted
     counts["waiting"] = []  # cells queued or running from an earlier launch
+    counts["out_of_retries"] = []  # (cell, error class, failures of that class, retries allowed)
     for c in cells:
         entry = manifest.add_cell(c.cell_id, c.hash, c.axes, c.case, classes[c.cell_id].key)
         row = rows.get(c.cell_id)
@@ -105,10 +108,30 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
                 counts["retry" if status == "failed" else "resume"] += 1
             else:
                 counts["exhausted"] += 1
+                counts["out_of_retries"].append((c, cls, used, int(retry.get(cls, 0))))
         else:
             todo.append((c, classes[c.cell_id]))
             counts["resume"] += 1
     return todo, counts
+
+
+def out_of_retries_lines(manifest: Manifest, exhausted: list[tuple[Cell, str, int, int]]) -> list[str]:
+    """One line per cell out of retries (its class, the fields outside the hash changed since its
+    last launch), then the command that retries them."""
+    lines, raise_to = [], {}
+    for c, cls, used, allowed in exhausted:
+        try:
+            old = read_json(manifest.layout.cell(c.cell_id).config)
+            changed = changed_fields(old, c.config) if isinstance(old, dict) else []
+        except (OSError, ValueError):
+            changed = []
+        since = f"; changed since its last run: {', '.join(changed)}" if changed else ""
+        lines.append(
+            f"  {c.cell_id}: out of retries ({cls}: failed {used} time(s), sweep.retry.{cls}={allowed}){since}"
+        )
+        raise_to[f"sweep.retry.{cls}"] = max(used, raise_to.get(f"sweep.retry.{cls}", 0))
+    lines.append(f"rsscale: to retry them: {continue_command('rsscale.sweep', raise_to)}")
+    return lines
 
 
 def _completed_on_disk(manifest: Manifest, c: Cell) -> bool:
@@ -152,6 +175,8 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
             f"{counts['exhausted']} out of retries",
             flush=True,
         )
+        if counts["out_of_retries"]:
+            print("\n".join(out_of_retries_lines(manifest, counts["out_of_retries"])), flush=True)
         if spec.get("command_line"):
             print(f"  the command line replaces the grid's: {'; '.join(spec['command_line'])}", flush=True)
         if cfg.sweep.dry_run:
@@ -176,7 +201,10 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
                     manifest.cells[r["cell_id"]].update(status=r["status"], error_class=r["error_class"])
                 manifest.save()
                 n = sum(r["status"] != "completed" for r in rows)
-                print(f"rsscale: stopped; {n} cells not completed; re-run the same command to resume them")
+                print(
+                    f"rsscale: stopped; {n} cells not completed; resume them with: "
+                    f"{continue_command('rsscale.sweep')}"
+                )
                 return 128 + signum
         elif todo:
             keys = {cid: rc.key for cid, rc in items}
@@ -327,7 +355,10 @@ def _run_and_exit(cfg: DictConfig, expanded=None) -> None:
         print(f"rsscale.sweep: error: {e}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:  # one line, not tracebacks (local cells are stopped by DriverStop)
-        print("rsscale: interrupted; queued jobs keep their state; re-run the same command to resume")
+        print(
+            "rsscale: interrupted; queued jobs keep their state; resume with: "
+            f"{continue_command('rsscale.sweep')}"
+        )
         code = 130
     sys.exit(code)
 

@@ -89,3 +89,38 @@ def test_a_stop_the_driver_sent_during_start_up_is_a_preemption_and_its_line_giv
     line = done_line(Manifest.load(tmp_path), stopped, err)
     assert line == f"{stopped}: preempted (preempted: stopped by SIGTERM; the next run resumes it)"
     assert "log" not in line
+
+
+def test_out_of_retries_names_the_class_what_changed_and_the_command_that_continues(tmp_path):
+    import shlex
+
+    _, cells = expand(compose(TINY))
+    m = submitted_sweep(tmp_path)
+    c = cells[0]
+    old = json.loads(json.dumps(c.config))
+    old["runtime"]["eval_batch_size"] = 4  # what the failed launch ran with (outside the hash)
+    m.layout.cell(c.cell_id).config.write_text(json.dumps(old))
+    rec = {"status": "failed", "error_class": "code_error", "error": "ValueError: x", "config": old}
+    m.layout.cell(c.cell_id).record.write_text(json.dumps(rec))
+    proc = run("-m", "rsscale.sweep", *TINY, f"hydra.sweep.dir={tmp_path}", "sweep.dry_run=true")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"{c.cell_id}: out of retries (code_error: failed 1 time(s), sweep.retry.code_error=0); "
+        "changed since its last run: runtime.eval_batch_size"
+    ) in proc.stdout, proc.stdout
+    cmd = next(x for x in proc.stdout.splitlines() if x.startswith("rsscale: to retry them: "))
+    argv = shlex.split(cmd.removeprefix("rsscale: to retry them: "))
+    assert argv[:3] == ["python", "-m", "rsscale.sweep"] and argv[-1] == "sweep.retry.code_error=1"
+    again = run(*argv[1:])
+    assert again.returncode == 0 and "1 to retry" in again.stdout, again.stdout + again.stderr
+
+
+def test_the_command_that_continues_keeps_a_console_script_and_replaces_a_given_retry():
+    from rsscale.launch.way_out import continue_command
+
+    argv = ["/venv/bin/rsscale-sweep", "+grid=x", "sweep.retry.oom=1", "a b=c"]
+    assert continue_command("rsscale.sweep", {"sweep.retry.oom": 2}, argv) == (
+        "rsscale-sweep +grid=x 'a b=c' sweep.retry.oom=2"
+    )
+    argv = ["/repo/rsscale/sweep.py", "+grid=x"]
+    assert continue_command("rsscale.sweep", argv=argv) == "python -m rsscale.sweep +grid=x"
