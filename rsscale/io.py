@@ -7,9 +7,11 @@ is SIGKILLed or the node dies mid-write.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,27 @@ def set_aside(path: str | os.PathLike) -> Path:
         n += 1
     os.replace(path, target)
     return target
+
+
+# A failing storage, not a failing program: no permission, a read-only or full file system, a quota.
+STORAGE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+# the same in a traceback's last line (a job's log): `PermissionError: [Errno 13] ... 'path'`
+STORAGE_LINE = re.compile(
+    r"^(?:\w+\.)*(?:PermissionError|OSError|FileExistsError|NotADirectoryError): "
+    rf"\[Errno (?:{'|'.join(str(n) for n in sorted(STORAGE_ERRNOS))})\] .*$",
+    re.MULTILINE,
+)
+
+
+def is_storage_error(e: BaseException) -> bool:
+    """An OSError of the storage (permissions, read-only, full, quota): error class `storage`."""
+    return isinstance(e, OSError) and e.errno in STORAGE_ERRNOS
+
+
+def storage_error_in(text: str) -> str | None:
+    """The last storage error line in a log's text, or None."""
+    found = STORAGE_LINE.findall(text)
+    return found[-1].strip() if found else None
 
 
 def _json_default(o: Any) -> Any:

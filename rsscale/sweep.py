@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rsscale.config import CONF_DIR
-from rsscale.io import read_json
+from rsscale.io import is_storage_error, read_json
 from rsscale.launch.cell_files import changed_fields, sync_config
 from rsscale.launch.grid import Cell, GridError, check_grid_file, expand, grid_file
 from rsscale.launch.launcher import LocalLauncher, SlurmLauncher
@@ -30,7 +30,7 @@ from rsscale.launch.manifest import Manifest
 from rsscale.launch.multirun import dir_suffix
 from rsscale.launch.resources import ResourceError, resource_class
 from rsscale.launch.slurm import with_node_limits
-from rsscale.launch.status import cell_rows, count_line, format_table
+from rsscale.launch.status import cell_rows, count_line, format_table, storage_error
 from rsscale.launch.supervision import DriverStop
 from rsscale.launch.way_out import continue_command
 from rsscale.layout import RECORD_NAME, SweepLayout
@@ -285,6 +285,12 @@ def done_line(manifest: Manifest, cid: str, err: BaseException | None) -> str:
         stopped_by = (manifest.cells[cid]["submissions"] or [{}])[-1].get("stopped_by")
         why = f"stopped by {stopped_by}" if stopped_by else (rec.get("error") or "stopped")
         return f"{msg} (preempted: {why}; the next run resumes it)"
+    if row["error_class"] == "storage":  # the path and errno, and the way out
+        text = storage_error(manifest, cid) or rec.get("error") or "the storage failed"
+        return (
+            f"{msg} (storage: {text.strip()[:300]}); fix the storage (space, permissions), then: "
+            f"{continue_command('rsscale.sweep')}"
+        )
     if row["status"] != "completed":
         text = rec.get("error")
         if not text and row["error_class"] == "node_failure":
@@ -351,7 +357,12 @@ def _analyze(sweep_dir: Path) -> None:
 def _run_and_exit(cfg: DictConfig, expanded=None) -> None:
     try:
         code = run_sweep(cfg, expanded)
-    except (SweepError, RuntimeError, ValueError, FileNotFoundError) as e:
+    except OSError as e:
+        if not is_storage_error(e) and not isinstance(e, FileNotFoundError):
+            raise
+        print(f"rsscale.sweep: error: {storage_message(e)}", file=sys.stderr)
+        code = 2
+    except (SweepError, RuntimeError, ValueError) as e:
         print(f"rsscale.sweep: error: {e}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:  # one line, not tracebacks (local cells are stopped by DriverStop)
@@ -373,6 +384,44 @@ def main(cfg: DictConfig) -> None:
     _run_and_exit(cfg)
 
 
+def storage_message(e: OSError) -> str:
+    """One line for a storage failure of the driver: the path, the reason, the command that continues."""
+    if isinstance(e, FileNotFoundError):
+        return str(e)
+    return (
+        f"storage: cannot write {e.filename or 'the sweep directory'}: {e.strerror or e}; "
+        f"fix it (space, permissions, another hydra.sweep.dir=), then: {continue_command('rsscale.sweep')}"
+    )
+
+
+def sweep_dir_problem(path: Path) -> str | None:
+    """Why the sweep directory cannot be created or written (before Hydra tries: it answers with
+    tracebacks), or None. The nearest existing ancestor must be a writable directory."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a directory" + (f" (needed for {path})" if probe != path else "")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
+def _precheck_sweep_dir(argv: list[str]) -> None:
+    """An explicit hydra.sweep.dir= (or sweep_root=) that cannot be written: one line, not Hydra's tracebacks."""
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")]
+    roots = [a.split("=", 1)[1] for a in argv if a.startswith("sweep_root=")]
+    path = given[-1] if given else (roots[-1] if roots else os.environ.get("RSSCALE_SWEEP_ROOT", "runs"))
+    problem = sweep_dir_problem(Path(path.strip("'\"")).absolute())
+    if problem:
+        print(
+            f"rsscale.sweep: error: storage: {problem}; choose another hydra.sweep.dir= (or fix it), then: "
+            f"{continue_command('rsscale.sweep')}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
 def _precheck_grid(argv: list[str]) -> None:
     """Grid YAML errors surface inside Hydra's composition as tracebacks: check the file first."""
     path = grid_file(argv)
@@ -384,6 +433,12 @@ def _precheck_grid(argv: list[str]) -> None:
             sys.exit(2)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line: what Hydra would answer with a traceback is checked first, in one line."""
+    _precheck_sweep_dir(sys.argv[1:])
     _precheck_grid(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -20,7 +20,7 @@ from typing import Any
 
 import submitit
 
-from rsscale.io import read_json
+from rsscale.io import is_storage_error, read_json
 from rsscale.launch import supervision
 from rsscale.launch.cores import ThreadFollower
 from rsscale.layout import CellLayout, SweepLayout
@@ -124,7 +124,7 @@ def _record_early_end(cell_dir: Path, cell_id: str, e: BaseException) -> None:
     rec = new_record(config, cell_id, h)
     rec.update(
         status="preempted" if stopped else "failed",
-        error_class="preempted" if stopped else "code_error",
+        error_class="preempted" if stopped else ("storage" if is_storage_error(e) else "code_error"),
         error=f"{type(e).__name__}: {e}",
         finished=None if stopped else now(),
     )

@@ -5,13 +5,18 @@ Each test reproduced its defect on the code before the fix: real files, real sub
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import random
+import shlex
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from rsscale.config import compose
 from rsscale.launch.grid import expand
@@ -92,8 +97,6 @@ def test_a_stop_the_driver_sent_during_start_up_is_a_preemption_and_its_line_giv
 
 
 def test_out_of_retries_names_the_class_what_changed_and_the_command_that_continues(tmp_path):
-    import shlex
-
     _, cells = expand(compose(TINY))
     m = submitted_sweep(tmp_path)
     c = cells[0]
@@ -124,3 +127,74 @@ def test_the_command_that_continues_keeps_a_console_script_and_replaces_a_given_
     )
     argv = ["/repo/rsscale/sweep.py", "+grid=x"]
     assert continue_command("rsscale.sweep", argv=argv) == "python -m rsscale.sweep +grid=x"
+
+
+# ------------------------------------------------------------------------------------------ storage
+@contextlib.contextmanager
+def immutable(path: Path):
+    """A directory nobody may write (root included): `chattr +i`, undone afterwards."""
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_an_unusable_sweep_dir_is_one_line_naming_it_not_a_traceback(tmp_path):
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    cases = [(a_file, f"{a_file} is a file, not a directory"), (a_file / "sub", f"{a_file} is a file")]
+    with immutable(locked):
+        cases += [(locked, f"{locked} is not writable"), (locked / "sub", f"{locked} is not writable")]
+        for sweep_dir, message in cases:
+            proc = run("-m", "rsscale.sweep", *TINY, f"hydra.sweep.dir={sweep_dir}", "sweep.dry_run=true")
+            assert proc.returncode == 2, proc.stdout + proc.stderr
+            assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+            assert f"storage: {message}" in proc.stderr and "then: python -m rsscale.sweep" in proc.stderr
+
+
+def test_storage_errors_are_their_own_class():
+    from rsscale.io import is_storage_error, storage_error_in
+    from rsscale.states import ERROR_CLASSES
+    from rsscale.train.recorder import classify_exception
+
+    assert "storage" in ERROR_CLASSES
+    full = OSError(errno.ENOSPC, "No space left on device", "/x/checkpoint.pt")
+    assert classify_exception(full) == "storage" and is_storage_error(full)
+    assert classify_exception(PermissionError(errno.EACCES, "Permission denied", "/x")) == "storage"
+    assert classify_exception(FileNotFoundError(errno.ENOENT, "gone", "/x")) == "code_error"
+    log = "Traceback ...\nPermissionError: [Errno 13] Permission denied: '/s/cells/c/attempts.jsonl'\n"
+    assert storage_error_in(log) == "PermissionError: [Errno 13] Permission denied: '/s/cells/c/attempts.jsonl'"
+
+
+@pytest.mark.slow
+def test_a_cell_dir_that_cannot_be_written_is_a_storage_failure_with_the_path_and_the_way_out(tmp_path):
+    from tests.launch.sweep_helpers import FAST, records
+
+    sw = tmp_path / "sw"
+    common = [*FAST, "+grid=tiny", f"hydra.searchpath=[file://{TEST_GRIDS}]", "runtime.max_steps=2"]
+    common += [f"hydra.sweep.dir={sw}", "runtime.measure_latency=false"]
+    cell = expand(compose([a for a in common if not a.startswith("hydra.sweep.dir=")]))[1][0]
+    cid = cell.cell_id
+    cell_dir = sw / "cells" / cid
+    cell_dir.mkdir(parents=True)
+    (cell_dir / "config.json").write_text(json.dumps(cell.config))  # the driver has nothing to write
+    with immutable(cell_dir):
+        proc = run("-m", "rsscale.sweep", *common)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith(("[1/2] " + cid, "[2/2] " + cid)))
+    assert f"{cid}: failed (storage: PermissionError: [Errno 1] Operation not permitted: '{cell_dir}" in line, line
+    assert line.endswith(f"then: python -m rsscale.sweep {shlex.join(common)}"), line
+    assert {r["cell_id"]: r["error_class"] for r in _status(sw)}[cid] == "storage"
+    again = run("-m", "rsscale.sweep", *common)  # storage fixed: a plain re-run retries it
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 to retry" in again.stdout and records(sw)[cid]["status"] == "completed"
+
+
+def _status(sw: Path) -> list[dict]:
+    proc = run("-m", "rsscale.status", str(sw), "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
