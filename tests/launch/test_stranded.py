@@ -198,3 +198,37 @@ def _status(sw: Path) -> list[dict]:
     proc = run("-m", "rsscale.status", str(sw), "--json")
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+# ------------------------------------------------------------------------------------- image trees
+def test_a_corrupt_first_image_is_allowed_up_to_the_share_and_listed_once(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from rsscale.config import cell_config
+    from rsscale.data import validate_data_cfg
+    from rsscale.layout import UNREADABLE_NAME
+    from rsscale.train.loop import train
+    from tests.train.train_helpers import TINY
+
+    root = tmp_path / "tree"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("val", 2)):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                arr = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(root / split / c / f"{i}.JPEG")
+    bad = root / "train" / "a" / "0.JPEG"  # sorts first: the one file the pre-launch check decoded
+    bad.write_bytes(b"corrupt")
+    data = {"name": "imagenet", "root": str(root), "minival_fraction": 0.2, "num_workers": 0}
+    validate_data_cfg({**data, "max_unreadable_fraction": 0.5})  # was: "... 0.JPEG cannot be decoded"
+    with pytest.raises(ValueError, match=r"train/a/0.JPEG cannot be decoded"):
+        validate_data_cfg({**data, "max_unreadable_fraction": 0.0})
+    base = [o for o in TINY if not o.startswith(("data=", "data.size", "recipe.batch_size"))]
+    over = [*base, "data=imagenet", f"data.root={root}", "data.num_workers=0", "data.minival_fraction=0.2"]
+    cell = cell_config(compose([*over, "recipe.batch_size=4", "recipe.epochs=3", "data.max_unreadable_fraction=0.5"]))
+    rec = train(cell, tmp_path / "run", cell_id_="c")
+    assert rec["status"] == "completed" and rec["data_issues"]["unreadable_images"] == 1
+    lines = (tmp_path / "run" / UNREADABLE_NAME).read_text().splitlines()
+    assert [x.split("\t")[0] for x in lines] == [str(bad)]  # was the same file once per epoch and worker
