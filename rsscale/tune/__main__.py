@@ -201,6 +201,12 @@ def run_tune(cfg: DictConfig) -> int:
         f"sampler {tune['sampler']}, pruner {tune['pruner']}",
         flush=True,
     )
+    if used > n:
+        print(
+            f"rsscale: tune.n_trials={n} is below the {used} trials already run; all {used} stay in the "
+            "study and in best.json (a study's trials are never dropped)",
+            flush=True,
+        )
     if used < n or busy:
         n_workers = max(1, min(int(tune["workers"]), n - used + busy))
         jobs = launch(meta, study_dir, n_workers)
