@@ -75,15 +75,21 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], int]:
     for raw in Path(path).read_bytes().splitlines():
         if not raw.strip():
             continue
-        try:
-            obj = json.loads(raw.decode())
-        except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
-            obj = None
-        if isinstance(obj, dict):
-            good.append(obj)
-        else:
+        obj = read_jsonl_line(raw)
+        if obj is None:
             bad += 1
+        else:
+            good.append(obj)
     return good, bad
+
+
+def read_jsonl_line(raw: bytes) -> dict | None:
+    """One JSON-lines line as an object, or None (garbage, binary, torn)."""
+    try:
+        obj = json.loads(raw.decode())
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def set_aside(path: str | os.PathLike) -> Path:

@@ -84,6 +84,9 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
     for c in cells:
         entry = manifest.add_cell(c.cell_id, c.hash, c.axes, c.case, classes[c.cell_id].key)
         row = rows.get(c.cell_id)
+        if getattr(manifest, "rebuilt", False) and not entry["submissions"]:
+            entry["submissions"] = manifest.submissions_from_attempts(c.cell_id, launcher_kind(cluster))
+            row = cell_rows(manifest, [c.cell_id])[0] if entry["submissions"] else None
         if row is None:
             if _completed_on_disk(manifest, c):  # e.g. a manifest rebuilt after it was lost
                 counts["skip_completed"] += 1
@@ -132,6 +135,10 @@ def out_of_retries_lines(manifest: Manifest, exhausted: list[tuple[Cell, str, in
         raise_to[f"sweep.retry.{cls}"] = max(used, raise_to.get(f"sweep.retry.{cls}", 0))
     lines.append(f"rsscale: to retry them: {continue_command('rsscale.sweep', raise_to)}")
     return lines
+
+
+def launcher_kind(cluster: dict) -> str:
+    return "local" if cluster.get("name") == "local" or cluster.get("kind") == "local" else "slurm"
 
 
 def _completed_on_disk(manifest: Manifest, c: Cell) -> bool:

@@ -54,7 +54,7 @@ def test_binary_garbage_in_the_attempts_log_is_named_set_aside_and_never_fatal(t
     good = {"host": "elsewhere", "pid": 1, "job_id": "0", "resume": False}
     path.write_bytes(json.dumps(good).encode() + b"\n" + GARBAGE)
     row = cell_rows(Manifest.load(tmp_path), [cid])[0]  # was a UnicodeDecodeError
-    assert row["attempts"] == 1
+    assert row["attempts"] == 2  # the good line and the torn (garbage) tail: a start that died writing
     st = run("-m", "rsscale.status", str(tmp_path))
     assert st.returncode == 0 and cid in st.stdout, st.stderr
     assert str(path) in st.stderr and "unreadable" in st.stderr
@@ -232,3 +232,23 @@ def test_a_corrupt_first_image_is_allowed_up_to_the_share_and_listed_once(tmp_pa
     assert rec["status"] == "completed" and rec["data_issues"]["unreadable_images"] == 1
     lines = (tmp_path / "run" / UNREADABLE_NAME).read_text().splitlines()
     assert [x.split("\t")[0] for x in lines] == [str(bad)]  # was the same file once per epoch and worker
+
+
+def test_a_garbage_manifest_is_named_set_aside_and_rebuilt_from_the_cells_files(tmp_path):
+    m = submitted_sweep(tmp_path)
+    done, killed = list(m.cells)
+    rec = {"status": "completed", "error_class": None, "cell_hash": m.cells[done]["hash"], "final": {"top1": 0.5}}
+    m.layout.cell(done).record.write_text(json.dumps(rec))
+    _dead_start(m, killed)  # started by job local-1 and killed: a node failure, to retry
+    m.path.write_bytes(GARBAGE)
+    st = run("-m", "rsscale.status", str(tmp_path), "--json")
+    assert st.returncode == 0 and str(m.path) in st.stderr, st.stderr  # was exit 2: move it aside by hand
+    assert {r["cell_id"]: r["status"] for r in json.loads(st.stdout)}[done] == "completed"
+    stderr = []
+    for _ in range(2):  # the second run finds no manifest at all (set aside): the same plan
+        proc = run("-m", "rsscale.sweep", *TINY, f"hydra.sweep.dir={tmp_path}", "sweep.dry_run=true")
+        assert proc.returncode == 0, proc.stderr
+        assert "0 new, 0 to resume, 1 to retry; skipped: 1 completed" in proc.stdout, proc.stdout
+        stderr.append(proc.stderr)
+    assert f"{m.path} is unreadable" in stderr[0] and "set aside as manifest.json.garbage-1" in stderr[0]
+    assert (tmp_path / "manifest.json.garbage-1").read_bytes() == GARBAGE
