@@ -272,11 +272,24 @@ class RuntimeConfig:
         _num("runtime", "max_steps", self.max_steps, lo=1, integer=True, allow_none=True)
         # the knobs outside the hash too: a bad value fails here, not after launch
         _num("runtime", "threads", self.threads, lo=1, integer=True, allow_none=True)
-        for key in ("eval_batch_size", "eval_every_epochs", "log_every_steps", "latency_batch", "latency_iters"):
+        for key in (
+            "eval_batch_size",
+            "eval_every_epochs",
+            "log_every_steps",
+            "latency_batch",
+            "latency_iters",
+        ):
             _num("runtime", key, getattr(self, key), lo=1, integer=True)
         _num("runtime", "checkpoint_every_epochs", self.checkpoint_every_epochs, lo=0, integer=True)
         _num("runtime", "checkpoint_every_minutes", self.checkpoint_every_minutes, lo=0)
-        _num("runtime", "checkpoint_every_steps", self.checkpoint_every_steps, lo=1, integer=True, allow_none=True)
+        _num(
+            "runtime",
+            "checkpoint_every_steps",
+            self.checkpoint_every_steps,
+            lo=1,
+            integer=True,
+            allow_none=True,
+        )
         _num("runtime", "fail_at_step", self.fail_at_step, lo=0, integer=True, allow_none=True)
         for key in ("channels_last", "deterministic", "measure_latency", "sync_bn"):
             if not isinstance(getattr(self, key), bool):

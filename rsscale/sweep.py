@@ -130,7 +130,8 @@ def out_of_retries_lines(manifest: Manifest, exhausted: list[tuple[Cell, str, in
             changed = []
         since = f"; changed since its last run: {', '.join(changed)}" if changed else ""
         lines.append(
-            f"  {c.cell_id}: out of retries ({cls}: failed {used} time(s), sweep.retry.{cls}={allowed}){since}"
+            f"  {c.cell_id}: out of retries ({cls}: failed {used} time(s), "
+            f"sweep.retry.{cls}={allowed}){since}"
         )
         raise_to[f"sweep.retry.{cls}"] = max(used, raise_to.get(f"sweep.retry.{cls}", 0))
     lines.append(f"rsscale: to retry them: {continue_command('rsscale.sweep', raise_to)}")
@@ -415,7 +416,7 @@ def sweep_dir_problem(path: Path) -> str | None:
 
 
 def _precheck_sweep_dir(argv: list[str]) -> None:
-    """An explicit hydra.sweep.dir= (or sweep_root=) that cannot be written: one line, not Hydra's tracebacks."""
+    """A hydra.sweep.dir= (or sweep_root=) that cannot be written: one line, not Hydra's tracebacks."""
     given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")]
     roots = [a.split("=", 1)[1] for a in argv if a.startswith("sweep_root=")]
     path = given[-1] if given else (roots[-1] if roots else os.environ.get("RSSCALE_SWEEP_ROOT", "runs"))

@@ -93,7 +93,11 @@ def _why_unusable(df: pd.DataFrame) -> str:
     reasons = done["note"].astype(str).str.replace(r"top1 [-+.\deE]+ outside", "top1 outside", regex=True)
     top = reasons.value_counts().head(3)
     example = done["note"].iloc[0]
-    return "; completed cells unusable: " + "; ".join(f"{n} x {r}" for r, n in top.items()) + f" (e.g. {example})"
+    return (
+        "; completed cells unusable: "
+        + "; ".join(f"{n} x {r}" for r, n in top.items())
+        + f" (e.g. {example})"
+    )
 
 
 def analyze_frame(

@@ -70,9 +70,9 @@ def value_problem(base: Mapping, dotted: str, value: Any) -> str | None:
     if value is None or isinstance(value, bool | int | float | str):
         return None
     current = _get(base, dotted)
-    if isinstance(value, list) and (current is None or isinstance(current, list)):
-        if all(v is None or isinstance(v, bool | int | float | str) for v in value):
-            return None
+    list_field = isinstance(value, list) and (current is None or isinstance(current, list))
+    if list_field and all(v is None or isinstance(v, bool | int | float | str) for v in value):
+        return None
     return f"value {value!r} is not a plain value (a number, string, boolean or null)"
 
 
@@ -196,7 +196,9 @@ def expand(
     links = _links(base_cfg)
     base = OmegaConf.to_container(base_cfg, resolve=False)
     set_here = [k for k in command_line_fields(overrides) if k not in (axes or {})]
-    spec["command_line"] = apply_command_line(spec, base, [k for k in set_here if field_problem(base, k) is None])
+    spec["command_line"] = apply_command_line(
+        spec, base, [k for k in set_here if field_problem(base, k) is None]
+    )
     for key, values in (axes or {}).items():
         spec["axes"].pop(key, None)  # a swept key keeps its command-line position in the product
         spec["axes"][key] = list(values)

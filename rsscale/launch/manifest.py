@@ -116,7 +116,9 @@ class Manifest:
             if job and job not in seen:
                 seen.add(job)
                 job_id = f"local-{job}" if launcher == "local" else job
-                subs.append({"job_id": job_id, "launcher": launcher, "resource_class": None, "time": line.get("time")})
+                subs.append(
+                    {"job_id": job_id, "launcher": launcher, "resource_class": None, "time": line.get("time")}
+                )
         return subs
 
     def save(self) -> None:
@@ -226,7 +228,7 @@ def _attempt_lines(path: Path, *, torn_tail: bool = False) -> list[dict]:
 
 
 def count_attempts(path: Path) -> int:
-    """Starts of the cell in an attempts.jsonl: its readable lines, and a torn last one; 0 without the file."""
+    """Starts of the cell in an attempts.jsonl: its readable lines and a torn last one (0: no file)."""
     return len(_attempt_lines(path, torn_tail=True))
 
 

@@ -75,9 +75,9 @@ def derive_state(manifest: Manifest, cid: str, rec: dict | None, last: dict | No
     storage error (it could not even write its record) is `failed` `storage`.
     """
     status, error_class = _derive_state(manifest, cid, rec, last, job)
-    if last is not None and (status, error_class) in (("failed", "node_failure"), ("interrupted", None)):
-        if storage_error(manifest, cid):
-            return "failed", "storage"
+    ended = (status, error_class) in (("failed", "node_failure"), ("interrupted", None))
+    if last is not None and ended and storage_error(manifest, cid):
+        return "failed", "storage"
     return status, error_class
 
 

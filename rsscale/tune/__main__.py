@@ -150,7 +150,9 @@ def _read_meta(path: Path, study_dir: Path, meta: dict[str, Any]) -> dict[str, A
     aside = set_aside(path)
     tune = meta["tune"]
     try:
-        names = optuna.get_all_study_names(open_storage(study_dir, tune.get("storage"), tune.get("journal_lock", "flock")))
+        names = optuna.get_all_study_names(
+            open_storage(study_dir, tune.get("storage"), tune.get("journal_lock", "flock"))
+        )
     except Exception:  # noqa: BLE001 - no readable journal: this command's name
         names = []
     if len(names) == 1:

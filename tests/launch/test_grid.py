@@ -205,7 +205,9 @@ def test_grid_values_that_are_not_plain_values_are_refused_naming_the_key(tmp_pa
     with pytest.raises(GridError, match=r"fixed field 'recipe.epochs': value \[1, 2\] is not a plain"):
         _grid(tmp_path, "fixed:\n  recipe.epochs: [1, 2]\n")
     # two values of a field outside the hash are one cell: one of them would silently never run
-    with pytest.raises(GridError, match=r"runtime.threads=2 / 1 are the same cell .* does not change the results"):
+    with pytest.raises(
+        GridError, match=r"runtime.threads=2 / 1 are the same cell .* does not change the results"
+    ):
         _grid(tmp_path, "axes:\n  runtime.threads: [1, 2]\n")
     _, cells = _grid(tmp_path, "axes:\n  model.blocks: [[1, 1, 1, 1], [1, 2, 2, 1]]\n")  # a list field
     assert [c.config["model"]["blocks"] for c in cells] == [[1, 1, 1, 1], [1, 2, 2, 1]]

@@ -65,7 +65,9 @@ def test_rerun_with_a_fixed_unhashed_field_retries_the_new_config_and_says_what_
     d = tmp_path / "sw"
     common = ["recipe.epochs=1", "runtime.max_steps=2", "data.train_res=16", "runtime.measure_latency=false"]
     bad = sweep(d, *common, "runtime.eval_batch_size=0", grid=None, check=False)
-    assert bad.returncode == 2 and "runtime.eval_batch_size must be >= 1" in bad.stderr, bad.stdout + bad.stderr
+    assert bad.returncode == 2 and "runtime.eval_batch_size must be >= 1" in bad.stderr, (
+        bad.stdout + bad.stderr
+    )
     assert not SweepLayout(d).cells.exists()  # nothing launched
     sweep(d, *common, "runtime.eval_batch_size=128", grid=None)
     (r,) = status(d)

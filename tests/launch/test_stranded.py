@@ -167,7 +167,9 @@ def test_storage_errors_are_their_own_class():
     assert classify_exception(PermissionError(errno.EACCES, "Permission denied", "/x")) == "storage"
     assert classify_exception(FileNotFoundError(errno.ENOENT, "gone", "/x")) == "code_error"
     log = "Traceback ...\nPermissionError: [Errno 13] Permission denied: '/s/cells/c/attempts.jsonl'\n"
-    assert storage_error_in(log) == "PermissionError: [Errno 13] Permission denied: '/s/cells/c/attempts.jsonl'"
+    assert (
+        storage_error_in(log) == "PermissionError: [Errno 13] Permission denied: '/s/cells/c/attempts.jsonl'"
+    )
 
 
 @pytest.mark.slow
@@ -186,7 +188,9 @@ def test_a_cell_dir_that_cannot_be_written_is_a_storage_failure_with_the_path_an
         proc = run("-m", "rsscale.sweep", *common)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     line = next(x for x in proc.stdout.splitlines() if x.startswith(("[1/2] " + cid, "[2/2] " + cid)))
-    assert f"{cid}: failed (storage: PermissionError: [Errno 1] Operation not permitted: '{cell_dir}" in line, line
+    assert (
+        f"{cid}: failed (storage: PermissionError: [Errno 1] Operation not permitted: '{cell_dir}" in line
+    ), line
     assert line.endswith(f"then: python -m rsscale.sweep {shlex.join(common)}"), line
     assert {r["cell_id"]: r["error_class"] for r in _status(sw)}[cid] == "storage"
     again = run("-m", "rsscale.sweep", *common)  # storage fixed: a plain re-run retries it
@@ -227,7 +231,9 @@ def test_a_corrupt_first_image_is_allowed_up_to_the_share_and_listed_once(tmp_pa
         validate_data_cfg({**data, "max_unreadable_fraction": 0.0})
     base = [o for o in TINY if not o.startswith(("data=", "data.size", "recipe.batch_size"))]
     over = [*base, "data=imagenet", f"data.root={root}", "data.num_workers=0", "data.minival_fraction=0.2"]
-    cell = cell_config(compose([*over, "recipe.batch_size=4", "recipe.epochs=3", "data.max_unreadable_fraction=0.5"]))
+    cell = cell_config(
+        compose([*over, "recipe.batch_size=4", "recipe.epochs=3", "data.max_unreadable_fraction=0.5"])
+    )
     rec = train(cell, tmp_path / "run", cell_id_="c")
     assert rec["status"] == "completed" and rec["data_issues"]["unreadable_images"] == 1
     lines = (tmp_path / "run" / UNREADABLE_NAME).read_text().splitlines()
@@ -237,7 +243,12 @@ def test_a_corrupt_first_image_is_allowed_up_to_the_share_and_listed_once(tmp_pa
 def test_a_garbage_manifest_is_named_set_aside_and_rebuilt_from_the_cells_files(tmp_path):
     m = submitted_sweep(tmp_path)
     done, killed = list(m.cells)
-    rec = {"status": "completed", "error_class": None, "cell_hash": m.cells[done]["hash"], "final": {"top1": 0.5}}
+    rec = {
+        "status": "completed",
+        "error_class": None,
+        "cell_hash": m.cells[done]["hash"],
+        "final": {"top1": 0.5},
+    }
     m.layout.cell(done).record.write_text(json.dumps(rec))
     _dead_start(m, killed)  # started by job local-1 and killed: a node failure, to retry
     m.path.write_bytes(GARBAGE)
