@@ -19,7 +19,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rsscale.config import CELL_GROUPS, SWEEPS_DIR, cell_config, cell_hash, cell_id, validate_cell
+from rsscale.config import (
+    CELL_GROUPS,
+    SWEEPS_DIR,
+    cell_config,
+    cell_hash,
+    cell_id,
+    normalize,
+    validate_cell,
+)
 
 _INTERP = re.compile(r"^\$\{([A-Za-z_][\w.]*)\}$")
 GRID_KEYS = {"name", "description", "axes", "cases", "fixed", "exclude", "scale"}
@@ -282,7 +290,11 @@ def expand(
 
 def _refuse_unhashed_axis(name: str, point: Mapping, other: Cell, grid_axes: set[str]) -> None:
     """Two values of a grid axis that give one cell (the field is outside the hash): one would never run."""
-    differ = [k for k in point if k in grid_axes and k in other.axes and point[k] != other.axes[k]]
+    differ = [
+        k
+        for k in point
+        if k in grid_axes and k in other.axes and normalize(point[k]) != normalize(other.axes[k])
+    ]  # `1`, `1.0` and `'1'` are one value spelled three ways
     if differ:
         show = ", ".join(f"{k}={point[k]!r} / {other.axes[k]!r}" for k in differ)
         raise GridError(
