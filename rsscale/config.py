@@ -60,6 +60,7 @@ NON_RESULT_FIELDS = {
 }
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
+PROGRESS_MODES = ("auto", "bar", "log", "none")  # a YAML `none` arrives as null: also none
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
 LR_SCHEDULES = ("cosine", "step")
 
@@ -269,6 +270,32 @@ class RuntimeConfig:
         _num("runtime", "seed", self.seed, lo=0, integer=True)
         _num("runtime", "tasks", self.tasks, lo=1, integer=True)
         _num("runtime", "max_steps", self.max_steps, lo=1, integer=True, allow_none=True)
+        # the knobs outside the hash too: a bad value fails here, not after launch
+        _num("runtime", "threads", self.threads, lo=1, integer=True, allow_none=True)
+        for key in (
+            "eval_batch_size",
+            "eval_every_epochs",
+            "log_every_steps",
+            "latency_batch",
+            "latency_iters",
+        ):
+            _num("runtime", key, getattr(self, key), lo=1, integer=True)
+        _num("runtime", "checkpoint_every_epochs", self.checkpoint_every_epochs, lo=0, integer=True)
+        _num("runtime", "checkpoint_every_minutes", self.checkpoint_every_minutes, lo=0)
+        _num(
+            "runtime",
+            "checkpoint_every_steps",
+            self.checkpoint_every_steps,
+            lo=1,
+            integer=True,
+            allow_none=True,
+        )
+        _num("runtime", "fail_at_step", self.fail_at_step, lo=0, integer=True, allow_none=True)
+        for key in ("channels_last", "deterministic", "measure_latency", "sync_bn"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"runtime.{key} must be true or false, got {getattr(self, key)!r}")
+        if self.progress is not None and self.progress not in PROGRESS_MODES:  # null: none
+            raise ValueError(f"runtime.progress={self.progress!r}: allowed {', '.join(PROGRESS_MODES)}")
 
 
 @dataclass(frozen=True)

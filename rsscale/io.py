@@ -7,9 +7,11 @@ is SIGKILLed or the node dies mid-write.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,61 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path) as f:
         return json.load(f)
+
+
+def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], int]:
+    """The lines of a JSON-lines file that are JSON objects, and how many lines are not (a torn
+    write, binary garbage): a log is read line by line, never decoded as one text."""
+    good, bad = [], 0
+    for raw in Path(path).read_bytes().splitlines():
+        if not raw.strip():
+            continue
+        obj = read_jsonl_line(raw)
+        if obj is None:
+            bad += 1
+        else:
+            good.append(obj)
+    return good, bad
+
+
+def read_jsonl_line(raw: bytes) -> dict | None:
+    """One JSON-lines line as an object, or None (garbage, binary, torn)."""
+    try:
+        obj = json.loads(raw.decode())
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Move a garbage file out of the way as `<name>.garbage-<n>` (kept for a post-mortem)."""
+    path = Path(path)
+    n = 1
+    while (target := path.with_name(f"{path.name}.garbage-{n}")).exists():
+        n += 1
+    os.replace(path, target)
+    return target
+
+
+# A failing storage, not a failing program: no permission, a read-only or full file system, a quota.
+STORAGE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+# the same in a traceback's last line (a job's log): `PermissionError: [Errno 13] ... 'path'`
+STORAGE_LINE = re.compile(
+    r"^(?:\w+\.)*(?:PermissionError|OSError|FileExistsError|NotADirectoryError): "
+    rf"\[Errno (?:{'|'.join(str(n) for n in sorted(STORAGE_ERRNOS))})\] .*$",
+    re.MULTILINE,
+)
+
+
+def is_storage_error(e: BaseException) -> bool:
+    """An OSError of the storage (permissions, read-only, full, quota): error class `storage`."""
+    return isinstance(e, OSError) and e.errno in STORAGE_ERRNOS
+
+
+def storage_error_in(text: str) -> str | None:
+    """The last storage error line in a log's text, or None."""
+    found = STORAGE_LINE.findall(text)
+    return found[-1].strip() if found else None
 
 
 def _json_default(o: Any) -> Any:

@@ -11,7 +11,17 @@ from __future__ import annotations
 # run-record statuses (record.json "status")
 RECORD_STATUSES = ("running", "completed", "failed", "diverged", "preempted", "pruned")
 # run-record error classes (record.json "error_class"; also what a SLURM end state maps to)
-ERROR_CLASSES = ("oom", "diverged", "timeout", "node_failure", "code_error", "preempted", "cancelled")
+# storage: the file system failed the run (no permission, read-only, full; rsscale.io.is_storage_error)
+ERROR_CLASSES = (
+    "oom",
+    "diverged",
+    "timeout",
+    "node_failure",
+    "code_error",
+    "preempted",
+    "cancelled",
+    "storage",
+)
 
 # cell states besides the record statuses (rsscale.launch.status.derive_state):
 # new (never submitted), pending (submitted, not started), requeued (back in the scheduler's queue),

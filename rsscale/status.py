@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     try:
-        manifest = Manifest.load(args.sweep_dir)
+        manifest = Manifest.load_for_status(args.sweep_dir)
     except (FileNotFoundError, ValueError) as e:
         print(f"rsscale.status: error: {e}", file=sys.stderr)
         return 2

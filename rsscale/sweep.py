@@ -22,15 +22,17 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rsscale.config import CONF_DIR
-from rsscale.launch.cell_files import sync_config
+from rsscale.io import is_storage_error, read_json
+from rsscale.launch.cell_files import changed_fields, sync_config
 from rsscale.launch.grid import Cell, GridError, check_grid_file, expand, grid_file
 from rsscale.launch.launcher import LocalLauncher, SlurmLauncher
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.multirun import dir_suffix
 from rsscale.launch.resources import ResourceError, resource_class
 from rsscale.launch.slurm import with_node_limits
-from rsscale.launch.status import cell_rows, count_line, format_table
+from rsscale.launch.status import cell_rows, count_line, format_table, storage_error
 from rsscale.launch.supervision import DriverStop
+from rsscale.launch.way_out import continue_command
 from rsscale.layout import RECORD_NAME, SweepLayout
 from rsscale.states import RETRIED, TERMINAL, WAITING
 
@@ -69,6 +71,8 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
             classes[c.cell_id] = resource_class(c.config, cluster)
         except ResourceError as e:
             raise SweepError(f"cell {c.cell_id}: {e}") from None
+    for c in cells:  # garbage in a cell's attempts log is set aside before anything reads it
+        manifest.heal_attempts(c.cell_id)
     known = [
         c.cell_id for c in cells if c.cell_id in manifest.cells and manifest.cells[c.cell_id]["submissions"]
     ]
@@ -76,9 +80,13 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
     todo: list[tuple[Cell, Any]] = []
     counts: dict[str, Any] = Counter()  # new, skip_completed, resume, retry, running, exhausted
     counts["waiting"] = []  # cells queued or running from an earlier launch
+    counts["out_of_retries"] = []  # (cell, error class, failures of that class, retries allowed)
     for c in cells:
         entry = manifest.add_cell(c.cell_id, c.hash, c.axes, c.case, classes[c.cell_id].key)
         row = rows.get(c.cell_id)
+        if getattr(manifest, "rebuilt", False) and not entry["submissions"]:
+            entry["submissions"] = manifest.submissions_from_attempts(c.cell_id, launcher_kind(cluster))
+            row = cell_rows(manifest, [c.cell_id])[0] if entry["submissions"] else None
         if row is None:
             if _completed_on_disk(manifest, c):  # e.g. a manifest rebuilt after it was lost
                 counts["skip_completed"] += 1
@@ -103,10 +111,35 @@ def plan(cfg: DictConfig, manifest: Manifest, cells: list[Cell]) -> tuple[list[t
                 counts["retry" if status == "failed" else "resume"] += 1
             else:
                 counts["exhausted"] += 1
+                counts["out_of_retries"].append((c, cls, used, int(retry.get(cls, 0))))
         else:
             todo.append((c, classes[c.cell_id]))
             counts["resume"] += 1
     return todo, counts
+
+
+def out_of_retries_lines(manifest: Manifest, exhausted: list[tuple[Cell, str, int, int]]) -> list[str]:
+    """One line per cell out of retries (its class, the fields outside the hash changed since its
+    last launch), then the command that retries them."""
+    lines, raise_to = [], {}
+    for c, cls, used, allowed in exhausted:
+        try:
+            old = read_json(manifest.layout.cell(c.cell_id).config)
+            changed = changed_fields(old, c.config) if isinstance(old, dict) else []
+        except (OSError, ValueError):
+            changed = []
+        since = f"; changed since its last run: {', '.join(changed)}" if changed else ""
+        lines.append(
+            f"  {c.cell_id}: out of retries ({cls}: failed {used} time(s), "
+            f"sweep.retry.{cls}={allowed}){since}"
+        )
+        raise_to[f"sweep.retry.{cls}"] = max(used, raise_to.get(f"sweep.retry.{cls}", 0))
+    lines.append(f"rsscale: to retry them: {continue_command('rsscale.sweep', raise_to)}")
+    return lines
+
+
+def launcher_kind(cluster: dict) -> str:
+    return "local" if cluster.get("name") == "local" or cluster.get("kind") == "local" else "slurm"
 
 
 def _completed_on_disk(manifest: Manifest, c: Cell) -> bool:
@@ -133,7 +166,8 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
     """Plan, launch, wait and collect; `expanded` gives the cells of a `-m` sweep (else the grid's)."""
     sweep_dir = Path(HydraConfig.get().sweep.dir).resolve()
     try:
-        spec, cells = expanded() if expanded else expand(cfg)
+        task = list(HydraConfig.get().overrides.task)
+        spec, cells = expanded() if expanded else expand(cfg, overrides=task)
     except (GridError, ValueError) as e:
         raise SweepError(str(e)) from None
     manifest = Manifest.load_or_new(sweep_dir)
@@ -149,6 +183,10 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
             f"{counts['exhausted']} out of retries",
             flush=True,
         )
+        if counts["out_of_retries"]:
+            print("\n".join(out_of_retries_lines(manifest, counts["out_of_retries"])), flush=True)
+        if spec.get("command_line"):
+            print(f"  the command line replaces the grid's: {'; '.join(spec['command_line'])}", flush=True)
         if cfg.sweep.dry_run:
             for c, rc in todo:
                 print(f"  {c.cell_id}  {rc.key}")
@@ -171,7 +209,10 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
                     manifest.cells[r["cell_id"]].update(status=r["status"], error_class=r["error_class"])
                 manifest.save()
                 n = sum(r["status"] != "completed" for r in rows)
-                print(f"rsscale: stopped; {n} cells not completed; re-run the same command to resume them")
+                print(
+                    f"rsscale: stopped; {n} cells not completed; resume them with: "
+                    f"{continue_command('rsscale.sweep')}"
+                )
                 return 128 + signum
         elif todo:
             keys = {cid: rc.key for cid, rc in items}
@@ -226,6 +267,10 @@ def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) 
 
     def on_done(cid: str, err: BaseException | None) -> None:
         done["n"] += 1
+        stopped_by = driver.name if driver.requested else ("fail_fast" if stop["flag"] else None)
+        if stopped_by:  # the driver asked it to stop: a preemption, whatever state it ended in
+            manifest.cells[cid]["submissions"][-1]["stopped_by"] = stopped_by
+            manifest.save()
         print(f"[{done['n']}/{len(items)}] {done_line(manifest, cid, err)}", flush=True)
         if err is not None and cfg.sweep.fail_fast and not driver.requested:
             stop["flag"] = True
@@ -244,6 +289,16 @@ def done_line(manifest: Manifest, cid: str, err: BaseException | None) -> str:
     msg = f"{cid}: {row['status']}"
     if row["val_top1"] is not None:
         msg += f" val top1 {row['val_top1']:.4f}"
+    if row["status"] == "preempted":  # the reason it stopped, never submitit's log path
+        stopped_by = (manifest.cells[cid]["submissions"] or [{}])[-1].get("stopped_by")
+        why = f"stopped by {stopped_by}" if stopped_by else (rec.get("error") or "stopped")
+        return f"{msg} (preempted: {why}; the next run resumes it)"
+    if row["error_class"] == "storage":  # the path and errno, and the way out
+        text = storage_error(manifest, cid) or rec.get("error") or "the storage failed"
+        return (
+            f"{msg} (storage: {text.strip()[:300]}); fix the storage (space, permissions), then: "
+            f"{continue_command('rsscale.sweep')}"
+        )
     if row["status"] != "completed":
         text = rec.get("error")
         if not text and row["error_class"] == "node_failure":
@@ -310,11 +365,19 @@ def _analyze(sweep_dir: Path) -> None:
 def _run_and_exit(cfg: DictConfig, expanded=None) -> None:
     try:
         code = run_sweep(cfg, expanded)
-    except (SweepError, RuntimeError, ValueError, FileNotFoundError) as e:
+    except OSError as e:
+        if not is_storage_error(e) and not isinstance(e, FileNotFoundError):
+            raise
+        print(f"rsscale.sweep: error: {storage_message(e)}", file=sys.stderr)
+        code = 2
+    except (SweepError, RuntimeError, ValueError) as e:
         print(f"rsscale.sweep: error: {e}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:  # one line, not tracebacks (local cells are stopped by DriverStop)
-        print("rsscale: interrupted; queued jobs keep their state; re-run the same command to resume")
+        print(
+            "rsscale: interrupted; queued jobs keep their state; resume with: "
+            f"{continue_command('rsscale.sweep')}"
+        )
         code = 130
     sys.exit(code)
 
@@ -329,6 +392,44 @@ def main(cfg: DictConfig) -> None:
     _run_and_exit(cfg)
 
 
+def storage_message(e: OSError) -> str:
+    """One line for a storage failure of the driver: the path, the reason, the command that continues."""
+    if isinstance(e, FileNotFoundError):
+        return str(e)
+    return (
+        f"storage: cannot write {e.filename or 'the sweep directory'}: {e.strerror or e}; "
+        f"fix it (space, permissions, another hydra.sweep.dir=), then: {continue_command('rsscale.sweep')}"
+    )
+
+
+def sweep_dir_problem(path: Path) -> str | None:
+    """Why the sweep directory cannot be created or written (before Hydra tries: it answers with
+    tracebacks), or None. The nearest existing ancestor must be a writable directory."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a directory" + (f" (needed for {path})" if probe != path else "")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
+def _precheck_sweep_dir(argv: list[str]) -> None:
+    """A hydra.sweep.dir= (or sweep_root=) that cannot be written: one line, not Hydra's tracebacks."""
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")]
+    roots = [a.split("=", 1)[1] for a in argv if a.startswith("sweep_root=")]
+    path = given[-1] if given else (roots[-1] if roots else os.environ.get("RSSCALE_SWEEP_ROOT", "runs"))
+    problem = sweep_dir_problem(Path(path.strip("'\"")).absolute())
+    if problem:
+        print(
+            f"rsscale.sweep: error: storage: {problem}; choose another hydra.sweep.dir= (or fix it), then: "
+            f"{continue_command('rsscale.sweep')}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
 def _precheck_grid(argv: list[str]) -> None:
     """Grid YAML errors surface inside Hydra's composition as tracebacks: check the file first."""
     path = grid_file(argv)
@@ -340,6 +441,12 @@ def _precheck_grid(argv: list[str]) -> None:
             sys.exit(2)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line: what Hydra would answer with a traceback is checked first, in one line."""
+    _precheck_sweep_dir(sys.argv[1:])
     _precheck_grid(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -86,6 +86,22 @@ def _md_table(df: pd.DataFrame, max_rows: int = 60) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _why_unusable(df: pd.DataFrame) -> str:
+    """Why the completed cells cannot be used (e.g. "top1 85 outside [0, 1] (a percentage? divide
+    by 100)"), the commonest reasons first: the way out belongs in the error, not only in the CSV."""
+    done = df[(df["status"] == "completed") & df["note"].notna()]
+    if done.empty:
+        return ""
+    reasons = done["note"].astype(str).str.replace(r"top1 [-+.\deE]+ outside", "top1 outside", regex=True)
+    top = reasons.value_counts().head(3)
+    example = done["note"].iloc[0]
+    return (
+        "; completed cells unusable: "
+        + "; ".join(f"{n} x {r}" for r, n in top.items())
+        + f" (e.g. {example})"
+    )
+
+
 def analyze_frame(
     df: pd.DataFrame, settings: Settings | None = None
 ) -> tuple[dict[str, Analysis], dict[str, str], list[str]]:
@@ -96,7 +112,7 @@ def analyze_frame(
     if use.empty:
         counts = df["status"].value_counts().to_dict()
         desc = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no cells"
-        raise NoUsableCells(f"no completed cells to analyse ({desc})")
+        raise NoUsableCells(f"no completed cells to analyse ({desc})" + _why_unusable(df))
     use["dataset"] = use["dataset"].fillna("unknown")
     dsets = use["dataset"].value_counts()
     if len(dsets) > 1:

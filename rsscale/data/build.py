@@ -122,7 +122,11 @@ def build_data(
         if val_xy is not None:
             val = InMemoryEvalStream(val_xy[0], val_xy[1], np.arange(len(val_xy[1])), **ev)
     else:
-        tree = inet.load_tree(cfg["root"], with_val=not for_minival_only)
+        tree = inet.load_tree(
+            cfg["root"],
+            with_val=not for_minival_only,
+            max_unreadable_fraction=float(cfg.get("max_unreadable_fraction") or 0.0),
+        )
         keys = [p.decode() for p in tree["train_paths"]]
         train_idx, minival_idx = split_indices(keys, cfg["minival_fraction"])
         train_idx = take_subset(train_idx, cfg["train_subset"], keys)

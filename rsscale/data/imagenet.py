@@ -45,7 +45,7 @@ CROP_FRACTION = 0.875
 RANDAUGMENT_FILL = 128  # grey, as the released TF RandAugment fills rotated/translated borders
 
 
-def check_tree(root: str | None) -> None:
+def check_tree(root: str | None, max_unreadable_fraction: float = 0.0) -> None:
     """Cheap existence check used by validate_data_cfg (no file listing)."""
     if root is None:
         raise DataConfigError(
@@ -57,24 +57,34 @@ def check_tree(root: str | None) -> None:
                 f"data.root={root} has no {split}/ directory (expected {split}/<class>/*.JPEG)"
             )
     for split in ("train", "val"):
-        _check_sample(os.path.join(root, split))
+        _check_sample(os.path.join(root, split), max_unreadable_fraction)
 
 
-def _check_sample(split_dir: str) -> None:
+SAMPLE_FILES = 32  # files the pre-launch check may try in the first class directory
+
+
+def _check_sample(split_dir: str, max_unreadable_fraction: float) -> None:
     """The first class directory with an image holds a decodable one: an empty tree or one that is
-    not images fails before launch (one listing of one class directory; not a full scan)."""
+    not images fails before launch (one listing of one class directory; not a full scan). Where
+    unreadable images are allowed (data.max_unreadable_fraction > 0), a bad first file is skipped:
+    up to SAMPLE_FILES are tried; the share of the whole tree is counted while training."""
     for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
         if not entry.is_dir():
             continue
         images = sorted(f.name for f in os.scandir(entry.path) if f.name.lower().endswith(EXTENSIONS))
         if not images:
             continue
-        path = os.path.join(entry.path, images[0])
-        try:
-            decode_rgb(path)
-        except Exception as e:  # noqa: BLE001 - any decoder error: say which file
-            raise DataConfigError(f"data.root: {path} cannot be decoded ({type(e).__name__}: {e})") from None
-        return
+        tries = images[:SAMPLE_FILES] if max_unreadable_fraction > 0 else images[:1]
+        first_error = None
+        for name in tries:
+            path = os.path.join(entry.path, name)
+            try:
+                decode_rgb(path)
+                return
+            except Exception as e:  # noqa: BLE001 - any decoder error: say which file
+                first_error = first_error or f"{path} cannot be decoded ({type(e).__name__}: {e})"
+        more = f" (nor can the next {len(tries) - 1} files there)" if len(tries) > 1 else ""
+        raise DataConfigError(f"data.root: {first_error}{more}")
     raise DataNotFoundError(f"data.root: no images ({', '.join(EXTENSIONS)}) under {split_dir}/<class>/")
 
 
@@ -265,8 +275,7 @@ class ImageTreeDataset(Dataset):
             try:
                 return decode_rgb(path), i
             except Exception as e:  # noqa: BLE001 - any decoder error: count, list, skip
-                with open(self.bad_log, "a") as f:  # O_APPEND: one whole line per write, across workers
-                    f.write(f"{path}\t{type(e).__name__}: {str(e)[:200]}\n")
+                list_unreadable(self.bad_log, path, f"{type(e).__name__}: {str(e)[:200]}")
         first = self.paths[index].decode()
         raise DataConfigError(f"data.root: 64 consecutive unreadable images from {first}")
 
@@ -455,9 +464,9 @@ class LoaderEvalStream(EvalStream):
             yield (x, y, idx) if return_indices else (x, y)
 
 
-def load_tree(root: str, *, with_val: bool = True) -> dict:
+def load_tree(root: str, *, with_val: bool = True, max_unreadable_fraction: float = 0.0) -> dict:
     """Scan ``root``: classes, train and val relative paths and labels (the slow part: a directory walk)."""
-    check_tree(root)
+    check_tree(root, max_unreadable_fraction)
     classes, train_paths, train_labels = scan_split(str(Path(root) / "train"))
     val_paths, val_labels = None, None
     if with_val:
@@ -469,6 +478,19 @@ def load_tree(root: str, *, with_val: bool = True) -> dict:
         "val_paths": val_paths,
         "val_labels": val_labels,
     }
+
+
+def list_unreadable(bad_log: str | os.PathLike, path: str, why: str) -> None:
+    """Add `path` to the unreadable-images list once: every worker, epoch and rank meets the same
+    file, so the check and the append hold the file's lock together."""
+    import fcntl
+
+    with open(bad_log, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        if any(line.split("\t", 1)[0] == path for line in f):
+            return
+        f.write(f"{path}\t{why}\n")
 
 
 def unreadable_images(bad_log: str | os.PathLike) -> list[str]:

@@ -74,7 +74,7 @@ DATASETS: dict[str, Dataset] = {
     "fashion_mnist": Dataset(DataConfig, _fm_files, lambda cfg: fm.TRAIN_SIZE, load_in_memory=_fm_load),
     "imagenet": Dataset(
         DataConfig,
-        lambda cfg: inet.check_tree(cfg.root),
+        lambda cfg: inet.check_tree(cfg.root, float(cfg.max_unreadable_fraction)),
         lambda cfg: None,  # unknown without scanning the tree; build_data checks it
         preset_fields=("max_unreadable_fraction", "decode"),
     ),

@@ -12,14 +12,22 @@ import copy
 import itertools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rsscale.config import CELL_GROUPS, SWEEPS_DIR, cell_config, cell_hash, cell_id, validate_cell
+from rsscale.config import (
+    CELL_GROUPS,
+    SWEEPS_DIR,
+    cell_config,
+    cell_hash,
+    cell_id,
+    normalize,
+    validate_cell,
+)
 
 _INTERP = re.compile(r"^\$\{([A-Za-z_][\w.]*)\}$")
 GRID_KEYS = {"name", "description", "axes", "cases", "fixed", "exclude", "scale"}
@@ -55,11 +63,25 @@ def field_problem(base: Mapping, dotted: str) -> str | None:
     if group not in CELL_GROUPS:
         return f"is not a cell field (groups: {', '.join(CELL_GROUPS)})"
     try:
-        _get(base, dotted)
+        node = _get(base, dotted)
     except KeyError:
         keys = ", ".join(sorted(base[group])) if isinstance(base.get(group), Mapping) else ""
         return f"is not a config field; {group} has: {keys}"
+    if isinstance(node, Mapping):
+        return f"is a group of fields, not one field; name the field (e.g. {dotted}.{next(iter(node), 'x')})"
     return None
+
+
+def value_problem(base: Mapping, dotted: str, value: Any) -> str | None:
+    """Why `value` cannot be a grid value of the field `dotted`: one plain value (number, string,
+    boolean, null), or a list where the field holds a list (model.blocks, logger.tags)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return None
+    current = _get(base, dotted)
+    list_field = isinstance(value, list) and (current is None or isinstance(current, list))
+    if list_field and all(v is None or isinstance(v, bool | int | float | str) for v in value):
+        return None
+    return f"value {value!r} is not a plain value (a number, string, boolean or null)"
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:
@@ -121,40 +143,99 @@ def grid_spec(cfg: DictConfig) -> dict[str, Any]:
     return spec
 
 
+def command_line_fields(lines: Sequence[str]) -> list[str]:
+    """The cell fields (dotted keys) that these Hydra override lines set; group choices, deletions
+    and keys outside the cell groups (hydra, sweep, grid, cluster) are not fields."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out = []
+    for o in OverridesParser.create().parse_overrides(list(lines)):
+        key = o.key_or_group
+        if "." in key and key.split(".")[0] in CELL_GROUPS and not o.is_delete() and key not in out:
+            out.append(key)
+    return out
+
+
+def apply_command_line(spec: dict[str, Any], base: Mapping, keys: Sequence[str]) -> list[str]:
+    """The command line wins over the grid (Hydra's convention): a field it sets leaves the grid's
+    `fixed` and case overrides, and an axis on it becomes that single value. Returns one line per
+    grid setting replaced, for the plan."""
+
+    def show(key: str) -> Any:
+        return _get(base, key)
+
+    changed = []
+    for key in keys:
+        if key in spec["fixed"]:
+            changed.append(f"{key}={show(key)!r} (grid fixed: {spec['fixed'].pop(key)!r})")
+        if key in spec["axes"]:
+            changed.append(f"{key}={show(key)!r} (grid axis: {spec['axes'][key]!r})")
+            spec["axes"][key] = [show(key)]
+        for case in spec["cases"] or []:
+            where = f"case {case['name']!r}"
+            if key in (case.get("overrides") or {}):
+                changed.append(f"{key}={show(key)!r} ({where}: {case['overrides'].pop(key)!r})")
+            if key in (case.get("axes") or {}):
+                changed.append(f"{key}={show(key)!r} ({where} axis: {case['axes'][key]!r})")
+                case["axes"][key] = [show(key)]
+    return changed
+
+
 def expand(
-    cfg: DictConfig, *, axes: Mapping[str, list] | None = None, validate: bool = True
+    cfg: DictConfig,
+    *,
+    axes: Mapping[str, list] | None = None,
+    validate: bool = True,
+    overrides: Sequence[str] = (),
 ) -> tuple[dict[str, Any], list[Cell]]:
     """All cells of the grid in `cfg`, resolved, deduplicated by hash and validated.
 
-    `axes` adds axes to the grid's own (a `-m` sweep; same key: these values win). Fast enough for
+    `axes` adds axes to the grid's own (a `-m` sweep; same key: these values win). `overrides` are
+    the command line's override lines (composed into `cfg` already): the fields they set win over
+    the grid's (spec["command_line"] says which grid settings they replaced). Fast enough for
     10,000-cell grids: the base config is resolved once and each cell is a plain dict copy with its
     overrides and the base's interpolations re-applied.
     """
     spec = grid_spec(cfg)
     spec["axes"] = dict(spec["axes"] or {})
-    for key, values in (axes or {}).items():
-        spec["axes"].pop(key, None)  # a swept key keeps its command-line position in the product
-        spec["axes"][key] = list(values)
+    axes_in = axes
     name = spec["name"]
     base_cfg = OmegaConf.masked_copy(cfg, list(CELL_GROUPS))
     links = _links(base_cfg)
     base = OmegaConf.to_container(base_cfg, resolve=False)
+    set_here = [k for k in command_line_fields(overrides) if k not in (axes or {})]
+    spec["command_line"] = apply_command_line(
+        spec, base, [k for k in set_here if field_problem(base, k) is None]
+    )
+    for key, values in (axes or {}).items():
+        spec["axes"].pop(key, None)  # a swept key keeps its command-line position in the product
+        spec["axes"][key] = list(values)
 
     def check_key(key: str, where: str) -> None:
         problem = field_problem(base, key)
         if problem:
             raise GridError(f"grid {name}: {where} {key!r} {problem}")
 
-    for key in spec["fixed"]:
+    def check_values(key: str, values: list, where: str) -> None:
+        for v in values:
+            problem = value_problem(base, key, v)
+            if problem:
+                raise GridError(f"grid {name}: {where} {key!r}: {problem}")
+
+    for key, value in spec["fixed"].items():
         check_key(key, "fixed field")
-    for key in spec["axes"]:
+        check_values(key, [value], "fixed field")
+    for key, values in spec["axes"].items():
         check_key(key, "axis")
+        check_values(key, values, "axis")
     cases = spec["cases"] or [{"name": None, "overrides": {}}]
     for case in cases:
-        for key in case.get("overrides") or {}:
+        for key, value in (case.get("overrides") or {}).items():
             check_key(key, f"case {case['name']!r} field")
-        for key in case.get("axes") or {}:
+            check_values(key, [value], f"case {case['name']!r} field")
+        for key, values in (case.get("axes") or {}).items():
             check_key(key, f"case {case['name']!r} axis")
+            check_values(key, values, f"case {case['name']!r} axis")
     for pattern in spec["exclude"]:
         for key in pattern:
             if (
@@ -187,10 +268,7 @@ def expand(
                     _set(tree, dst, _resolve_link(tree, src, links))  # a value set explicitly stays
             cell = cell_config(tree)
             h = cell_hash(cell)
-            if h in cells:  # the same cell twice: run once; the caller can see which (spec["merged"])
-                same_cell.append((point, cells[h].cell_id))
-                continue
-            if validate:
+            if validate:  # every point, also one that is the same cell as another (unhashed fields)
                 data_key = json.dumps(cell["data"], sort_keys=True)
                 try:
                     validate_cell(cell, check_data_files=data_key not in validated)
@@ -199,11 +277,31 @@ def expand(
                     where = ", ".join(f"{k}={v}" for k, v in shown.items() if v is not None) or "defaults"
                     raise GridError(f"grid {name}: cell ({where}): {e}") from None
                 validated.add(data_key)
+            if h in cells:  # the same cell twice: run once; the caller can see which (spec["merged"])
+                _refuse_unhashed_axis(name, point, cells[h], set(spec["axes"]) - set(axes_in or {}))
+                same_cell.append((point, cells[h].cell_id))
+                continue
             cells[h] = Cell(cell_id(cell, h), h, cell, axes=point, case=case.get("name"))
     if not cells:
         raise GridError(f"grid {name}: the exclusions leave no cell to run")
     spec["merged"] = same_cell
     return spec, list(cells.values())
+
+
+def _refuse_unhashed_axis(name: str, point: Mapping, other: Cell, grid_axes: set[str]) -> None:
+    """Two values of a grid axis that give one cell (the field is outside the hash): one would never run."""
+    differ = [
+        k
+        for k in point
+        if k in grid_axes and k in other.axes and normalize(point[k]) != normalize(other.axes[k])
+    ]  # `1`, `1.0` and `'1'` are one value spelled three ways
+    if differ:
+        show = ", ".join(f"{k}={point[k]!r} / {other.axes[k]!r}" for k in differ)
+        raise GridError(
+            f"grid {name}: the points with {show} are the same cell ({other.cell_id}): {', '.join(differ)} "
+            "does not change the results (not in the cell hash), so one of them would never run; "
+            "make it a fixed field or a command-line override"
+        )
 
 
 def _resolve_link(tree: Mapping, src: str, links: Mapping[str, str], depth: int = 0):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rsscale.io import atomic_write_json, read_json
+from rsscale.io import atomic_write_json, atomic_write_text, read_json, read_jsonl, read_jsonl_line, set_aside
 from rsscale.layout import CELLS_DIR, MANIFEST_NAME, SweepLayout
 from rsscale.train.record import load_record, now
 
@@ -68,10 +68,58 @@ class Manifest:
 
     @classmethod
     def load_or_new(cls, sweep_dir: str | os.PathLike) -> Manifest:
+        """The driver's manifest: a garbage one is set aside (named) and rebuilt from the cells'
+        own files (records, attempts logs: `rebuilt` tells the planner to take submissions from them);
+        so is a lost one."""
         try:
             return cls.load(sweep_dir)
-        except FileNotFoundError:
-            return cls(sweep_dir)
+        except FileNotFoundError:  # new, or lost: then its cells' files are the evidence
+            m = cls(sweep_dir)
+            m.rebuilt = m.layout.cells.is_dir()
+            return m
+        except ManifestError as e:
+            aside = set_aside(e.path)
+            print(
+                f"rsscale: warning: {e.path} is unreadable ({e.reason}); set aside as {aside.name} and "
+                "rebuilt from the cells' records and attempts logs",
+                file=sys.stderr,
+            )
+            m = cls(sweep_dir)
+            m.rebuilt = True
+            return m
+
+    @classmethod
+    def load_for_status(cls, sweep_dir: str | os.PathLike) -> Manifest:
+        """Status readers change no file: a garbage manifest is named and the cells are read from
+        their directories (each cell's record; no submissions, so no scheduler state)."""
+        try:
+            return cls.load(sweep_dir)
+        except ManifestError as e:
+            print(
+                f"rsscale: warning: {e.path} is unreadable ({e.reason}); cells read from their records "
+                "(the next sweep command sets it aside and rebuilds it)",
+                file=sys.stderr,
+            )
+            m = cls(sweep_dir)
+            cells = m.layout.cells
+            for d in sorted(cells.iterdir()) if cells.is_dir() else []:
+                if d.is_dir():
+                    m.add_cell(d.name, "", {}, None, None)
+            return m
+
+    def submissions_from_attempts(self, cell_id: str, launcher: str) -> list[dict[str, Any]]:
+        """A rebuilt manifest's submissions of a cell: one per job id in its attempts log, so that a
+        job still queued or running is waited for instead of submitted twice."""
+        subs, seen = [], set()
+        for line in _attempt_lines(self.layout.cell(cell_id).attempts):
+            job = str(line.get("job_id") or "")
+            if job and job not in seen:
+                seen.add(job)
+                job_id = f"local-{job}" if launcher == "local" else job
+                subs.append(
+                    {"job_id": job_id, "launcher": launcher, "resource_class": None, "time": line.get("time")}
+                )
+        return subs
 
     def save(self) -> None:
         self.data["updated"] = now()
@@ -116,7 +164,7 @@ class Manifest:
                 "status": "new",
                 "error_class": None,
             }
-        elif entry["hash"] != h:
+        elif entry["hash"] != h and entry["hash"]:
             raise RuntimeError(f"manifest cell {cell_id} has hash {entry['hash']}, the grid gives {h}")
         return entry
 
@@ -139,25 +187,52 @@ class Manifest:
     def last_attempt(self, cell_id: str) -> dict | None:
         return last_attempt(self.layout.cell(cell_id).attempts)
 
+    def heal_attempts(self, cell_id: str) -> None:
+        """The driver's repair of a garbage attempts.jsonl: the file is set aside (named on stderr)
+        and its readable lines written back, so the cell's runner appends to a clean log."""
+        path = self.layout.cell(cell_id).attempts
+        if not path.exists():
+            return
+        good, bad = read_jsonl(path)
+        if not bad:
+            return
+        aside = set_aside(path)
+        atomic_write_text(path, "".join(json.dumps(line) + "\n" for line in good))
+        print(
+            f"rsscale: warning: {path}: {bad} unreadable line(s); set aside as {aside.name}, "
+            f"{len(good)} attempt(s) kept",
+            file=sys.stderr,
+        )
+
+
+_WARNED: set[Path] = set()
+
+
+def _attempt_lines(path: Path, *, torn_tail: bool = False) -> list[dict]:
+    """The readable lines; garbage is skipped and named once (status readers change no file). With
+    `torn_tail`, an unreadable last line counts too (a start that died while writing its line)."""
+    if not path.exists():
+        return []
+    try:
+        good, bad = read_jsonl(path)
+    except OSError as e:  # unreadable: counted as no attempts, and said
+        good, bad = [], f"cannot read it ({e})"
+    if bad and path not in _WARNED:
+        _WARNED.add(path)
+        print(f"rsscale: warning: {path}: {bad} unreadable line(s) skipped", file=sys.stderr)
+    if torn_tail and bad:
+        tail = path.read_bytes().rstrip().rsplit(b"\n", 1)[-1]
+        if read_jsonl_line(tail) is None:
+            return [*good, {}]
+    return good
+
 
 def count_attempts(path: Path) -> int:
-    """Lines of an attempts.jsonl (one per start of the cell); 0 without the file."""
-    if not path.exists():
-        return 0
-    with open(path) as f:
-        return sum(1 for line in f if line.strip())
+    """Starts of the cell in an attempts.jsonl: its readable lines and a torn last one (0: no file)."""
+    return len(_attempt_lines(path, torn_tail=True))
 
 
 def last_attempt(path: Path) -> dict | None:
     """The newest readable line of an attempts.jsonl, or None."""
-    if not path.exists():
-        return None
-    last = None
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                try:
-                    last = json.loads(line)
-                except ValueError:
-                    continue
-    return last
+    lines = _attempt_lines(path)
+    return lines[-1] if lines else None

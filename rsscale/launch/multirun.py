@@ -133,7 +133,7 @@ def expand_multirun(master: DictConfig, arguments: Sequence[str], config_loader,
         except HydraException as e:
             raise MultirunError(f"cannot compose{where}: {e}") from None
         try:
-            spec, part = expand(cfg, axes=ov.axes, validate=validate)
+            spec, part = expand(cfg, axes=ov.axes, validate=validate, overrides=ov.plain)
         except GridError as e:
             raise MultirunError(f"{e}{where}") from None
         if spec_out is not None and spec["name"] != spec_out["name"]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import submitit
 
-from rsscale.io import read_json
+from rsscale.io import is_storage_error, read_json
 from rsscale.launch import supervision
 from rsscale.launch.cores import ThreadFollower
 from rsscale.layout import CellLayout, SweepLayout
@@ -48,9 +48,9 @@ class CellRunner(submitit.helpers.Checkpointable):
         if supervision.is_local_cell():
             supervision.install_cell_side()
         rank = _global_rank()
-        if rank == 0:
-            self._log_attempt()
-        try:
+        try:  # a stop (or error) from the first line on leaves a record that says so
+            if rank == 0:
+                self._log_attempt()
             from rsscale.train.loop import train
 
             cell = read_json(self.files.config)
@@ -91,10 +91,17 @@ class CellRunner(submitit.helpers.Checkpointable):
             "resume": self.files.checkpoint.exists(),
         }
         self.cell_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.files.attempts, "a") as f:
-            f.write(json.dumps(line) + "\n")
+        with open(self.files.attempts, "ab") as f:
+            torn = f.tell() > 0 and not _ends_with_newline(self.files.attempts)
+            f.write(("\n" if torn else "").encode() + (json.dumps(line) + "\n").encode())
             f.flush()
             os.fsync(f.fileno())
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def _record_early_end(cell_dir: Path, cell_id: str, e: BaseException) -> None:
@@ -117,7 +124,7 @@ def _record_early_end(cell_dir: Path, cell_id: str, e: BaseException) -> None:
     rec = new_record(config, cell_id, h)
     rec.update(
         status="preempted" if stopped else "failed",
-        error_class="preempted" if stopped else "code_error",
+        error_class="preempted" if stopped else ("storage" if is_storage_error(e) else "code_error"),
         error=f"{type(e).__name__}: {e}",
         finished=None if stopped else now(),
     )

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from rsscale.io import storage_error_in
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.slurm import classify, job_states
 from rsscale.launch.supervision import pid_alive
@@ -70,8 +71,40 @@ def derive_state(manifest: Manifest, cid: str, rec: dict | None, last: dict | No
     """(status, error_class) from the evidence, in a fixed order: record, checkpoint, attempts log,
     scheduler (sacct) or process table. A cell nobody runs any more is never left `pending`/`running`:
     with a checkpoint it is `interrupted` (the next run resumes it), killed during start-up it is a
-    `node_failure`, submitted but never started it is `interrupted`.
+    `node_failure`, submitted but never started it is `interrupted`; one whose job's log ends in a
+    storage error (it could not even write its record) is `failed` `storage`.
     """
+    status, error_class = _derive_state(manifest, cid, rec, last, job)
+    ended = (status, error_class) in (("failed", "node_failure"), ("interrupted", None))
+    if last is not None and ended and storage_error(manifest, cid):
+        return "failed", "storage"
+    return status, error_class
+
+
+def storage_error(manifest: Manifest, cid: str) -> str | None:
+    """The storage error (`PermissionError: [Errno 13] ... 'path'`) that ended the cell's last job,
+    from the record or the job's log, or None."""
+    rec = manifest.record(cid) or {}
+    if rec.get("error_class") == "storage":
+        return rec.get("error")
+    subs = manifest.cells.get(cid, {}).get("submissions") or []
+    if not subs:
+        return None
+    job = _local_id(subs[-1])
+    folder = manifest.layout.logs / job
+    for name in (f"{job}_0_log.err", f"{job}_0_log.out"):
+        try:
+            with open(folder / name, "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - 65536))
+                found = storage_error_in(f.read().decode(errors="replace"))
+        except OSError:
+            continue
+        if found:
+            return found
+    return None
+
+
+def _derive_state(manifest: Manifest, cid: str, rec: dict | None, last: dict | None, job) -> tuple[str, Any]:
     if last is None:
         return ("new", None) if rec is None else (rec["status"], rec.get("error_class"))
     if rec is not None and rec["status"] not in OPEN_RECORD:
@@ -100,6 +133,8 @@ def derive_state(manifest: Manifest, cid: str, rec: dict | None, last: dict | No
             return "preempted", "preempted"
         if rec is None and has_ckpt:
             return "interrupted", None
+        if last.get("stopped_by") and (rec is None or rec["status"] == "running"):
+            return "preempted", "preempted"  # the driver stopped it (a signal, fail_fast): not its fault
         if rec is not None and rec["status"] == "running":
             return "failed", "node_failure"  # the process died without a word
         if rec is None and att is not None and str(att.get("job_id")) == _local_id(last):

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from rsscale.io import is_storage_error
 from rsscale.train.checkpoint import PreemptRequested
 from rsscale.train.record import load_record, new_record, now, provenance, write_record
 from rsscale.train.wandb_log import WandbRun, new_run_id
@@ -37,6 +38,8 @@ def classify_exception(e: BaseException) -> str:
         return "oom"
     if isinstance(e, Diverged):
         return "diverged"
+    if is_storage_error(e):
+        return "storage"
     return "code_error"
 
 

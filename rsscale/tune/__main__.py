@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rsscale.config import CELL_GROUPS, CONF_DIR, cell_hash
-from rsscale.io import atomic_write_json, read_json
+from rsscale.io import atomic_write_json, read_json, set_aside
 from rsscale.launch.grid import _links
 from rsscale.launch.launcher import SlurmLauncher, local_executor
 from rsscale.launch.resources import _bucket, resource_class
@@ -122,8 +122,8 @@ def prepare(cfg: DictConfig, study_dir: Path) -> dict[str, Any]:
         "cluster": OmegaConf.to_container(cfg.cluster, resolve=True),
     }
     path = StudyLayout(study_dir).meta
-    if path.exists():
-        old = read_json(path)
+    old = _read_meta(path, study_dir, meta) if path.exists() else None
+    if old is not None:
         if old["identity"] != meta["identity"]:
             raise TuneError(
                 f"{study_dir} holds study {old['study_name']!r} of another search space, base config, "
@@ -134,6 +134,35 @@ def prepare(cfg: DictConfig, study_dir: Path) -> dict[str, Any]:
     study_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, meta)
     return meta
+
+
+def _read_meta(path: Path, study_dir: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The study.json of an earlier run; a garbage one is named, set aside and rebuilt from this
+    command and the journal (the study's name: the one study there)."""
+    try:
+        old = read_json(path)
+        if isinstance(old, dict) and isinstance(old.get("identity"), str) and old.get("study_name"):
+            return old
+        reason = "not a study description"
+    except (OSError, ValueError) as e:
+        reason = f"{type(e).__name__}: {str(e)[:120]}"
+    aside = set_aside(path)
+    tune = meta["tune"]
+    try:
+        names = optuna.get_all_study_names(
+            open_storage(study_dir, tune.get("storage"), tune.get("journal_lock", "flock"))
+        )
+    except Exception:  # noqa: BLE001 - no readable journal: this command's name
+        names = []
+    if len(names) == 1:
+        meta["study_name"] = names[0]
+    print(
+        f"rsscale: warning: {path} is unreadable ({reason}); set aside as {aside.name} and rebuilt from this "
+        f"command (study {meta['study_name']!r} in the journal)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return None
 
 
 def create(meta: dict[str, Any], study_dir: Path) -> optuna.Study:
@@ -201,6 +230,12 @@ def run_tune(cfg: DictConfig) -> int:
         f"sampler {tune['sampler']}, pruner {tune['pruner']}",
         flush=True,
     )
+    if used > n:
+        print(
+            f"rsscale: tune.n_trials={n} is below the {used} trials already run; all {used} stay in the "
+            "study and in best.json (a study's trials are never dropped)",
+            flush=True,
+        )
     if used < n or busy:
         n_workers = max(1, min(int(tune["workers"]), n - used + busy))
         jobs = launch(meta, study_dir, n_workers)

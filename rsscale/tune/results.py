@@ -22,7 +22,7 @@ from rsscale.io import atomic_write_bytes, atomic_write_json, read_json
 from rsscale.layout import CellLayout, StudyLayout
 from rsscale.mpl_env import quiet_matplotlib
 from rsscale.train.record import load_record, provenance, write_record
-from rsscale.tune.study import describe, metric_key, objective_name
+from rsscale.tune.study import budget_used, describe, metric_key, objective_name
 
 log = logging.getLogger("rsscale.tune")
 
@@ -98,7 +98,9 @@ def finalize(study: optuna.Study, meta: dict[str, Any], study_dir: Path) -> dict
         "val_top1_raw": final.get("val_top1"),
         "val_top1_ema": final.get("val_top1_ema"),
         **describe(meta["tune"]),
-        "n_trials": meta["tune"]["n_trials"],
+        # the trials actually run: a budget lowered below them changes nothing that was done
+        "n_trials": max(int(meta["tune"]["n_trials"]), budget_used(study.get_trials(deepcopy=False))),
+        "n_trials_setting": int(meta["tune"]["n_trials"]),
         "trials": counts(study),
         "search": meta["search"],
         "recipe_preset": str(recipe_path),

@@ -5,7 +5,7 @@ import pytest
 
 from rsscale.analysis import synthetic as S
 from rsscale.analyze import main
-from rsscale.layout import SweepLayout
+from rsscale.layout import CellLayout, SweepLayout
 
 
 def test_report_from_sweep_dir(sweep_dir, capsys):
@@ -108,3 +108,15 @@ def test_bad_input_exits_2(tmp_path, capsys, argv_fn, msg):
     pd.DataFrame({"depth": [1], "width": [1]}).to_csv(tmp_path / "bad.csv", index=False)
     assert main(argv_fn(tmp_path)) == 2
     assert msg in capsys.readouterr().err
+
+
+def test_top1_in_percent_says_divide_by_100_in_the_error(tmp_path, capsys, paper_table):
+    path = S.write_sweep(tmp_path / "s", paper_table().head(6))
+    for d in SweepLayout(path).cells.iterdir():  # a record written by a tool that reports percent
+        rec = json.loads(CellLayout(d).record.read_text())
+        rec["final"] = {k: v * 100 if isinstance(v, float) else v for k, v in rec["final"].items()}
+        CellLayout(d).record.write_text(json.dumps(rec))
+    assert main([str(tmp_path / "s"), "--no-figures"]) == 1
+    err = capsys.readouterr().err
+    assert "no completed cells to analyse (6 completed)" in err
+    assert "6 x top1 outside [0, 1] (a percentage? divide by 100)" in err

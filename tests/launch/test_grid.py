@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hydra.errors import HydraException, MissingConfigException
 
@@ -158,3 +160,78 @@ def test_resources_cpu_tasks_must_fit_one_node():
         resource_class(cell, cpu)
     assert resource_class(cell, {**cpu, "cpus_per_node": 16}).tasks == 16
     assert resource_class(cell, {**cpu, "cpus_per_node": None}).tasks == 16  # unknown: not checked
+
+
+def test_command_line_wins_over_the_grids_fixed_fields_and_axes():
+    lines = ["+grid=depth_width", "data.train_subset=500", "recipe.epochs=32", "recipe.batch_size=64"]
+    spec, cells = expand(cfg(*lines), overrides=lines)
+    assert len(cells) == 13
+    assert {c.config["data"]["train_subset"] for c in cells} == {500}  # the grid's fixed says 4000
+    assert {c.config["recipe"]["epochs"] for c in cells} == {32}  # the grid's axis says [4]
+    assert {c.config["recipe"]["batch_size"] for c in cells} == {64}
+    assert all(c.axes["recipe.epochs"] == 32 for c in cells)
+    said = "; ".join(spec["command_line"])
+    assert "data.train_subset=500 (grid fixed: 4000)" in said and "recipe.epochs=32 (grid axis: [4])" in said
+    plain = {c.hash for c in expand(cfg("+grid=depth_width"))[1]}
+    assert not plain & {c.hash for c in cells}
+
+
+def test_command_line_replaces_a_case_override_and_a_case_axis():
+    lines = ["+grid=depth_width", "model.depth=50"]
+    spec, cells = expand(cfg(*lines), overrides=lines)
+    assert {c.config["model"]["depth"] for c in cells} == {50}  # depth case axis and width case override
+    assert "case 'width': 26" in "; ".join(spec["command_line"])
+
+
+@pytest.mark.slow
+def test_dry_run_says_what_the_command_line_changed(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.launch.sweep_helpers import REPO
+
+    args = ["+grid=depth_width", "data.train_subset=500", "sweep.dry_run=true", f"hydra.sweep.dir={tmp_path}"]
+    for mode in ([], ["-m"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "rsscale.sweep", *mode, *args], cwd=REPO, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "the command line replaces the grid's: data.train_subset=500 (grid fixed: 4000)" in proc.stdout
+
+
+def _grid(tmp_path, text: str, *extra: str):
+    (tmp_path / "grid").mkdir(exist_ok=True)
+    (tmp_path / "grid" / "g.yaml").write_text("name: g\n" + text)
+    return expand(cfg("+grid=g", f"hydra.searchpath=[file://{tmp_path}]", "data=synthetic", *extra))
+
+
+def test_grid_values_that_are_not_plain_values_are_refused_naming_the_key(tmp_path):
+    with pytest.raises(GridError, match=r"axis 'model' is a group of fields, not one field.*model\.name"):
+        _grid(tmp_path, "axes:\n  model: [{depth: 26}, {depth: 50}]\n")  # was KeyError: 'width'
+    with pytest.raises(GridError, match=r"axis 'runtime.threads': value \{'a': 1\} is not a plain value"):
+        _grid(tmp_path, "axes:\n  runtime.threads: [{a: 1}, 2]\n")
+    with pytest.raises(GridError, match=r"fixed field 'recipe.epochs': value \[1, 2\] is not a plain"):
+        _grid(tmp_path, "fixed:\n  recipe.epochs: [1, 2]\n")
+    # two values of a field outside the hash are one cell: one of them would silently never run
+    with pytest.raises(
+        GridError, match=r"runtime.threads=2 / 1 are the same cell .* does not change the results"
+    ):
+        _grid(tmp_path, "axes:\n  runtime.threads: [1, 2]\n")
+    _, cells = _grid(tmp_path, "axes:\n  model.blocks: [[1, 1, 1, 1], [1, 2, 2, 1]]\n")  # a list field
+    assert [c.config["model"]["blocks"] for c in cells] == [[1, 1, 1, 1], [1, 2, 2, 1]]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("runtime.threads=-3", "runtime.threads must be >= 1, got -3"),
+        ("runtime.threads=abc", "runtime.threads must be a number, got 'abc'"),
+        ("runtime.eval_batch_size=0", "runtime.eval_batch_size must be >= 1"),
+        ("runtime.checkpoint_every_minutes=-1", "runtime.checkpoint_every_minutes must be >= 0"),
+        ("runtime.measure_latency=maybe", "runtime.measure_latency must be true or false"),
+        ("runtime.progress=loud", "runtime.progress='loud': allowed auto, bar, log, none"),
+    ],
+)
+def test_runtime_fields_outside_the_hash_are_checked_before_launch(override, message):
+    with pytest.raises(GridError, match=re.escape(message)):
+        expand(cfg("data=synthetic", override))

@@ -59,14 +59,22 @@ def row(m: Manifest, cid: str = "c1") -> dict:
 # ------------------------------------------------------------------------- 1. config follows the sweep
 @pytest.mark.slow
 def test_rerun_with_a_fixed_unhashed_field_retries_the_new_config_and_says_what_changed(tmp_path):
-    """eval_batch_size (outside the hash) breaks the cell; the fixed re-run used to retry the old config.
-    Also item 6: the driver's line shows the error class and message, not a submitit log path."""
+    """A cell failed under one value of a field outside the hash; the fixed re-run used to retry the
+    old config. A bad value the schema can see (eval_batch_size=0) is refused before launch (issue 25);
+    the failure after launch is the record's (here: written as a runner writes a code error)."""
     d = tmp_path / "sw"
     common = ["recipe.epochs=1", "runtime.max_steps=2", "data.train_res=16", "runtime.measure_latency=false"]
     bad = sweep(d, *common, "runtime.eval_batch_size=0", grid=None, check=False)
-    assert bad.returncode == 1, bad.stdout + bad.stderr
-    line = next(x for x in bad.stdout.splitlines() if x.startswith("[1/1]"))
-    assert "failed (code_error: ValueError" in line and "logs/" not in line, line
+    assert bad.returncode == 2 and "runtime.eval_batch_size must be >= 1" in bad.stderr, (
+        bad.stdout + bad.stderr
+    )
+    assert not SweepLayout(d).cells.exists()  # nothing launched
+    sweep(d, *common, "runtime.eval_batch_size=128", grid=None)
+    (r,) = status(d)
+    rec_path = SweepLayout(d).cell(r["cell_id"]).record
+    rec = json.loads(rec_path.read_text())
+    rec.update(status="failed", error_class="code_error", error="ValueError: eval failed")
+    rec_path.write_text(json.dumps(rec))
     good = sweep(d, *common, "runtime.eval_batch_size=256", "sweep.retry.code_error=1", grid=None)
     assert "config refreshed (runtime.eval_batch_size)" in good.stdout, good.stdout
     (r,) = status(d)
@@ -309,7 +317,7 @@ def test_no_minival_is_reported_missing_never_as_zero(tmp_path):
 
 
 # ------------------------------------------------------------------------- 6. errors say what happened
-def test_unreadable_manifest_names_the_file_and_the_way_out(tmp_path):
+def test_unreadable_manifest_is_named_and_status_reads_the_cells(tmp_path):
     m = local_cell(tmp_path / "sw")
     m.path.write_text("")
     proc = subprocess.run(
@@ -319,9 +327,9 @@ def test_unreadable_manifest_names_the_file_and_the_way_out(tmp_path):
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 2
-    assert str(m.path) in proc.stderr and "re-run the same sweep command" in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 0  # issue 25: named, and the cells read from their own files
+    assert str(m.path) in proc.stderr and "the next sweep command sets it aside" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "c1" in proc.stdout
 
 
 def test_grid_yaml_errors_name_the_file_line_and_column(tmp_path):
