@@ -25,11 +25,12 @@ from rsscale.config import CONF_DIR
 from rsscale.launch.cell_files import sync_config
 from rsscale.launch.grid import Cell, GridError, check_grid_file, expand, grid_file
 from rsscale.launch.launcher import LocalLauncher, SlurmLauncher
+from rsscale.launch.live import SweepView, poll_every
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.multirun import dir_suffix
 from rsscale.launch.resources import ResourceError, resource_class
 from rsscale.launch.slurm import with_node_limits
-from rsscale.launch.status import cell_rows, count_line, format_table
+from rsscale.launch.status import cell_rows, format_table
 from rsscale.launch.supervision import DriverStop
 from rsscale.layout import RECORD_NAME, SweepLayout
 from rsscale.states import RETRIED, TERMINAL, WAITING
@@ -230,11 +231,23 @@ def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) 
         if err is not None and cfg.sweep.fail_fast and not driver.requested:
             stop["flag"] = True
 
-    with DriverStop() as driver:
+    with DriverStop() as driver, sweep_view(cfg, sweep_dir) as view:
+        tick = poll_every(view, lambda: cell_rows(manifest, [cid for cid, _ in items]))
         LocalLauncher(sweep_dir, cluster, group).run(
-            items, on_submit, on_done, should_stop=lambda: stop["flag"] or driver.requested
+            items, on_submit, on_done, should_stop=lambda: stop["flag"] or driver.requested, on_poll=tick
         )
     return driver.signum
+
+
+def sweep_view(cfg, sweep_dir: Path, announce_failures: bool = False) -> SweepView:
+    """The live view the config asks for (sweep.progress, sweep.progress_every_s)."""
+    return SweepView(
+        sweep_dir,
+        mode=str(cfg.sweep.progress),
+        every_s=float(cfg.sweep.progress_every_s),
+        title=f"grid {cfg.get('grid', {}).get('name') or sweep_dir.name}",
+        announce_failures=announce_failures,
+    )
 
 
 def done_line(manifest: Manifest, cid: str, err: BaseException | None) -> str:
@@ -256,21 +269,19 @@ def done_line(manifest: Manifest, cid: str, err: BaseException | None) -> str:
 
 
 def _wait_slurm(cfg, manifest: Manifest, cell_ids: list[str]) -> None:
-    last = None
-    while True:
-        rows = cell_rows(manifest, cell_ids)
-        counts = Counter(r["status"] for r in rows)
-        line = count_line(counts)
-        if line != last:
-            print(f"rsscale: {time.strftime('%H:%M:%S')} {line}", flush=True)
-            last = line
-        if cfg.sweep.fail_fast and counts.get("failed"):
-            SlurmLauncher.cancel([r["job_id"] for r in rows if r["status"] not in TERMINAL and r["job_id"]])
-            print("rsscale: fail_fast: a cell failed; cancelled the rest", flush=True)
-            return
-        if all(r["status"] in TERMINAL for r in rows):
-            return
-        time.sleep(float(cfg.sweep.poll_s))
+    with sweep_view(cfg, manifest.layout.root, announce_failures=True) as view:
+        while True:
+            rows = cell_rows(manifest, cell_ids)
+            view.update(rows)
+            counts = Counter(r["status"] for r in rows)
+            if cfg.sweep.fail_fast and counts.get("failed"):
+                live = [r["job_id"] for r in rows if r["status"] not in TERMINAL and r["job_id"]]
+                SlurmLauncher.cancel(live)
+                view.print("rsscale: fail_fast: a cell failed; cancelled the rest")
+                return
+            if all(r["status"] in TERMINAL for r in rows):
+                return
+            time.sleep(float(cfg.sweep.poll_s))
 
 
 def _detach_local(sweep_dir: Path) -> int:
