@@ -16,7 +16,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rsscale.status", description=__doc__)
     p.add_argument("sweep_dir")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
+    p.add_argument("--watch", action="store_true", help="follow the running cells until none is left")
+    p.add_argument("--every", type=float, default=10.0, help="--watch without a terminal: seconds per block")
     args = p.parse_args(argv)
+    if args.watch:
+        from rsscale.launch.live import watch
+
+        return watch(args.sweep_dir, args.every)
     if StudyLayout(args.sweep_dir).meta.exists():  # a tuning study: one row per trial
         from rsscale.tune.status import format_trials, trial_rows  # optuna: only for studies
 

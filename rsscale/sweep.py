@@ -134,6 +134,7 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
     """Plan, launch, wait and collect; `expanded` gives the cells of a `-m` sweep (else the grid's)."""
     sweep_dir = Path(HydraConfig.get().sweep.dir).resolve()
     try:
+        sweep_view(cfg, sweep_dir)  # a bad sweep.progress / progress_every_s fails before anything runs
         spec, cells = expanded() if expanded else expand(cfg)
     except (GridError, ValueError) as e:
         raise SweepError(str(e)) from None

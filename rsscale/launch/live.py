@@ -127,20 +127,10 @@ class Snapshot:
         return [head] + ["  " + progress_line(cid, p, self.now) for cid, p in self.running]
 
 
-class SweepView:
-    """Polled by a driver loop: `update(rows)` redraws (live) or prints when due (lines)."""
+class LiveBlock:
+    """A block of lines shown per `mode`: redrawn in place (live), printed when due (lines), or not."""
 
-    def __init__(
-        self,
-        sweep_dir: str | Path,
-        *,
-        mode: str = "auto",
-        every_s: float = 10.0,
-        title: str = "",
-        stream: TextIO | None = None,
-        announce_failures: bool = False,
-    ):
-        self.layout = SweepLayout(sweep_dir)
+    def __init__(self, mode: str = "auto", every_s: float = 10.0, stream: TextIO | None = None):
         self.stream = stream or sys.stdout
         mode = check_mode(mode)
         if mode == "auto":
@@ -148,15 +138,11 @@ class SweepView:
         self.mode, self.every_s = mode, float(every_s)
         if self.every_s <= 0:
             raise ValueError(f"progress_every_s={every_s!r} must be positive")
-        self.title = f"{title}: " if title else ""
-        self.announce = announce_failures
-        self.configs: dict[str, Any] = {}
         self.live = None
         self.last_print = float("-inf")
-        self.last_counts: Counter | None = None
-        self.failed: set[str] = set()
+        self.last_key: Any = None
 
-    def __enter__(self) -> SweepView:
+    def __enter__(self):
         if self.mode == "live":
             from rich.console import Console
             from rich.live import Live
@@ -171,21 +157,53 @@ class SweepView:
             self.live = None
         return False
 
-    def update(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        if self.mode == "quiet":
-            return
-        if self.announce:
-            self._announce(rows)
-        snap = Snapshot(self.layout, rows, self.configs)
+    def show(self, lines: list[str], key: Any) -> None:
+        """Redraw, or print if `every_s` passed or `key` (what counts as news) changed."""
         if self.live is not None:
             from rich.text import Text
 
-            self.live.update(Text("\n".join(snap.lines(self.title))))
+            self.live.update(Text("\n".join(lines)))
             return
         now = time.monotonic()
-        if now - self.last_print >= self.every_s or snap.counts != self.last_counts:
-            print("\n".join(snap.lines(self.title)), file=self.stream, flush=True)
-            self.last_print, self.last_counts = now, snap.counts
+        if self.mode == "lines" and (now - self.last_print >= self.every_s or key != self.last_key):
+            print("\n".join(lines), file=self.stream, flush=True)
+            self.last_print, self.last_key = now, key
+
+    def print(self, text: str) -> None:
+        """A line above the live block (or a plain line; quiet mode too: events are not progress)."""
+        if self.live is not None:
+            self.live.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=self.stream, flush=True)
+
+
+class SweepView(LiveBlock):
+    """Polled by a driver loop: `update(rows)` redraws (live) or prints when due (lines)."""
+
+    def __init__(
+        self,
+        sweep_dir: str | Path,
+        *,
+        mode: str = "auto",
+        every_s: float = 10.0,
+        title: str = "",
+        stream: TextIO | None = None,
+        announce_failures: bool = False,
+    ):
+        super().__init__(mode, every_s, stream)
+        self.layout = SweepLayout(sweep_dir)
+        self.title = f"{title}: " if title else ""
+        self.announce = announce_failures
+        self.configs: dict[str, Any] = {}
+        self.failed: set[str] = set()
+
+    def update(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if self.announce:
+            self._announce(rows)
+        if self.mode == "quiet":
+            return
+        snap = Snapshot(self.layout, rows, self.configs)
+        self.show(snap.lines(self.title), snap.counts)
 
     def _announce(self, rows: Iterable[Mapping[str, Any]]) -> None:
         for r in rows:
@@ -197,15 +215,8 @@ class SweepView:
                     msg += f": {str(rec['error']).strip().splitlines()[-1][:200]}"
                 self.print(msg)
 
-    def print(self, text: str) -> None:
-        """A line above the live block (or a plain line)."""
-        if self.live is not None:
-            self.live.console.print(text, markup=False, highlight=False)
-        else:
-            print(text, file=self.stream, flush=True)
 
-
-def poll_every(view: SweepView, rows: Callable[[], Sequence[Mapping[str, Any]]], period_s: float = 1.0):
+def poll_every(view: LiveBlock, rows: Callable[[], Sequence[Mapping[str, Any]]], period_s: float = 1.0):
     """A throttled poll for a loop that spins faster than the view needs (the local launcher's 0.5 s)."""
     state = {"t": float("-inf")}
 
@@ -213,6 +224,45 @@ def poll_every(view: SweepView, rows: Callable[[], Sequence[Mapping[str, Any]]],
         now = time.monotonic()
         if view.mode != "quiet" and now - state["t"] >= min(period_s, view.every_s):
             state["t"] = now
-            view.update(rows())
+            view.update(rows())  # type: ignore[attr-defined]
 
     return tick
+
+
+def watch_sweep(sweep_dir: str | Path, every_s: float, mode: str = "auto") -> list[dict[str, Any]]:
+    """`rsscale-status DIR --watch`: the view of a sweep someone else drives, until every cell ends."""
+    from rsscale.launch.manifest import Manifest
+    from rsscale.launch.status import cell_rows
+    from rsscale.states import WAITING
+
+    with SweepView(sweep_dir, mode=mode, every_s=every_s, announce_failures=True) as view:
+        while True:
+            rows = cell_rows(Manifest.load(sweep_dir))  # re-read: the driver rewrites the manifest
+            view.update(rows)
+            if not any(r["status"] in WAITING for r in rows):  # nobody runs or queues a cell any more
+                return rows
+            time.sleep(min(every_s, 2.0))
+
+
+def watch(path: str | Path, every_s: float, mode: str = "auto") -> int:
+    """`rsscale-status DIR --watch` for a sweep or a tuning study; the final table at the end."""
+    from rsscale.launch.status import format_table
+    from rsscale.layout import StudyLayout
+
+    if every_s <= 0:
+        print(f"rsscale.status: error: --every={every_s} must be positive", file=sys.stderr)
+        return 2
+    if StudyLayout(path).meta.exists():
+        from rsscale.tune.live import watch_study
+        from rsscale.tune.status import format_trials, trial_rows
+
+        watch_study(path, every_s, mode)
+        print(format_trials(*trial_rows(path)))
+        return 0
+    try:
+        rows = watch_sweep(path, every_s, mode)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"rsscale.status: error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(rows))
+    return 0
