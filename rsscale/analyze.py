@@ -19,6 +19,7 @@ from pathlib import Path
 from rsscale.analysis.load import LoadError, is_sweep_dir, load_results
 from rsscale.analysis.recommend import Settings
 from rsscale.analysis.report import NoUsableCells, write_report
+from rsscale.cli import parse_args
 from rsscale.layout import SweepLayout
 
 
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     return run(args)
 
 

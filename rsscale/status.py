@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from rsscale.cli import parse_args
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.status import cell_rows, format_table
 from rsscale.layout import StudyLayout
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print rows as JSON")
     p.add_argument("--watch", action="store_true", help="follow the running cells until none is left")
     p.add_argument("--every", type=float, default=10.0, help="--watch without a terminal: seconds per block")
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     if args.watch:
         from rsscale.launch.live import watch
 

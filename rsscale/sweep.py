@@ -21,6 +21,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+import rsscale.cli  # noqa: F401 - registers the resolver that --help lists the user's groups with
 from rsscale.config import CONF_DIR
 from rsscale.launch.cell_files import sync_config
 from rsscale.launch.grid import Cell, GridError, check_grid_file, expand, grid_file
@@ -352,6 +353,11 @@ def _precheck_grid(argv: list[str]) -> None:
             sys.exit(2)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """`rsscale-sweep` and `python -m rsscale.sweep`."""
     _precheck_grid(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -24,6 +24,7 @@ import submitit
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+import rsscale.cli  # noqa: F401 - registers the resolver that --help lists the user's groups with
 from rsscale.config import CELL_GROUPS, CONF_DIR, cell_hash
 from rsscale.io import atomic_write_json, read_json
 from rsscale.launch.grid import _links
