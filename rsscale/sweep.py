@@ -233,7 +233,7 @@ def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) 
         if err is not None and cfg.sweep.fail_fast and not driver.requested:
             stop["flag"] = True
 
-    with DriverStop() as driver, sweep_view(cfg, sweep_dir) as view:
+    with DriverStop() as driver, sweep_view(cfg, manifest) as view:
         tick = poll_every(view, lambda: cell_rows(manifest, [cid for cid, _ in items]))
         LocalLauncher(sweep_dir, cluster, group).run(
             items, on_submit, on_done, should_stop=lambda: stop["flag"] or driver.requested, on_poll=tick
@@ -241,13 +241,14 @@ def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) 
     return driver.signum
 
 
-def sweep_view(cfg, sweep_dir: Path, announce_failures: bool = False) -> SweepView:
+def sweep_view(cfg, manifest: Manifest | Path, announce_failures: bool = False) -> SweepView:
     """The live view the config asks for (sweep.progress, sweep.progress_every_s)."""
+    grid = manifest.data["grid"] if isinstance(manifest, Manifest) else None
     return SweepView(
-        sweep_dir,
+        manifest.layout.root if isinstance(manifest, Manifest) else manifest,
         mode=str(cfg.sweep.progress),
         every_s=float(cfg.sweep.progress_every_s),
-        title=f"grid {cfg.get('grid', {}).get('name') or sweep_dir.name}",
+        title=f"grid {grid}" if grid else "",
         announce_failures=announce_failures,
     )
 
@@ -271,7 +272,7 @@ def done_line(manifest: Manifest, cid: str, err: BaseException | None) -> str:
 
 
 def _wait_slurm(cfg, manifest: Manifest, cell_ids: list[str]) -> None:
-    with sweep_view(cfg, manifest.layout.root, announce_failures=True) as view:
+    with sweep_view(cfg, manifest, announce_failures=True) as view:
         while True:
             rows = cell_rows(manifest, cell_ids)
             view.update(rows)
