@@ -60,7 +60,8 @@ def test_lines_view_shows_progress_counts_eta_and_failures(tmp_path):
         {"cell_id": "bad", "status": "failed", "error_class": "oom"},
     ]
     out = io.StringIO()
-    with SweepView(tmp_path, mode="auto", every_s=3600, title="grid t", stream=out, announce_failures=True) as v:
+    view = SweepView(tmp_path, mode="auto", every_s=3600, title="grid t", stream=out, announce_failures=True)
+    with view as v:
         assert v.mode == "lines"  # not a terminal
         v.update(rows)
         v.update(rows)  # nothing new, every_s not passed: printed once
