@@ -1,9 +1,10 @@
-"""How long a cell will train, for the sweep's ETA: scaled from cells already measured.
+"""How long a cell will train, for the sweep's ETA: the cost model, scaled to what was measured.
 
-A placeholder cost model (the self-sizing issue replaces it with a calibrated one, same signature):
-a cell's work is its model's FLOPs per image at `data.train_res` times its epochs (times
-`data.train_subset` when set, the images per epoch), and seconds per unit of work are the median
-over the cells measured so far (completed records' training time, running cells' projected time).
+The cost model is the local launcher's (`rsscale.launch.resources.local_cell_seconds`: FLOPs and
+pixels per image times images per epoch times epochs). Its absolute seconds hold for one CPU core
+only, so the estimate scales it by the median ratio measured/modelled over the cells seen so far
+(completed records' training time, running cells' projected time). The self-sizing issue replaces
+this with a calibrated model behind the same signature.
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ from typing import Any
 
 
 def cell_work(config: Mapping[str, Any]) -> float | None:
-    """The cost model's work units of one cell config (None when the model cannot be costed)."""
-    from rsscale.models import model_cost
+    """The cost model's seconds for one cell config (None when it cannot be costed)."""
+    from rsscale.launch.resources import local_cell_seconds
 
     try:
-        flops = model_cost(dict(config["model"]), int(config["data"]["train_res"]), 10)["flops_per_image"]
-        epochs = float(config["recipe"]["epochs"])
+        work = local_cell_seconds(config)
     except (KeyError, TypeError, ValueError):
         return None
-    subset = config["data"].get("train_subset")
-    return float(flops) * epochs * (float(subset) if isinstance(subset, int | float) and subset else 1.0)
+    return work if work > 0 else None
 
 
 def cell_seconds_estimate(
