@@ -30,14 +30,17 @@ class TuneView(LiveBlock):
         super().__init__(mode, every_s, stream)
         self.study_dir = Path(study_dir)
         self.seen: dict[int, str] = {}
+        self.primed = False  # the first read only learns the trials that ended before the driver
 
     def update(self) -> list[dict[str, Any]]:
         """The trial rows (also when quiet: the caller decides when to stop from them)."""
         head, rows = trial_rows(self.study_dir)
-        for r in rows:  # a trial's end is news, pruned and failed ones included
-            if r["state"] in ("complete", "pruned", "fail") and self.seen.get(r["trial"]) != r["state"]:
+        for r in rows:  # a trial's end is news (pruned and failed ones too); earlier ends are not
+            ended = r["state"] in ("complete", "pruned", "fail")
+            if ended and self.primed and self.seen.get(r["trial"]) != r["state"]:
                 self.print(_ended(r))
             self.seen[r["trial"]] = r["state"]
+        self.primed = True
         if self.mode != "quiet":
             self.show(self.lines(head, rows), Counter(r["state"] for r in rows))
         return rows
