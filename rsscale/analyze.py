@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (argcomplete's global completion looks for this in the entry point's module)
 """``python -m rsscale.analyze PATH... --out DIR``: the analysis report of one or more sweeps.
 
 PATH: a sweep directory, a CSV/parquet results table, or ``wandb:ENTITY/PROJECT[/GROUP]``.

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (argcomplete's global completion looks for this in the entry point's module)
 """`python -m rsscale.bench [OVERRIDES] [options]`: training speed of one cell, against timm.
 
     python -m rsscale.bench model=resnet_rs model.depth=50 data=synthetic data.train_res=160 --batch 32

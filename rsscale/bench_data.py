@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (argcomplete's global completion looks for this in the entry point's module)
 """`python -m rsscale.bench_data [OVERRIDES] [options]`: the input pipeline's rate against training's.
 
     python -m rsscale.bench_data data=imagenet data.root=/data/imagenet --workers 1,2,4,8

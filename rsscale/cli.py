@@ -1,6 +1,5 @@
-# PYTHON_ARGCOMPLETE_OK  (argcomplete's global completion looks for this marker in the entry module)
-"""The console scripts (`rsscale-sweep`, `rsscale-tune`, `rsscale-status`, `rsscale-analyze`,
-`rsscale-bench`, `rsscale-bench-data`) and what their help and completion need.
+"""What the console scripts (`rsscale-sweep`, `rsscale-tune`, `rsscale-status`, `rsscale-analyze`,
+`rsscale-bench`, `rsscale-bench-data`; pyproject's [project.scripts]) need for help and completion.
 
 Hydra completes per app, by the first word of the command line: `python -m rsscale.sweep` cannot
 be completed, a one-word script can (`eval "$(rsscale-sweep -sc install=bash)"`). The argparse
@@ -50,41 +49,3 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     else:
         argcomplete.autocomplete(parser)
     return parser.parse_args(argv)
-
-
-def sweep() -> None:
-    """`rsscale-sweep`: the same as `python -m rsscale.sweep`."""
-    from rsscale.sweep import cli
-
-    cli()
-
-
-def tune() -> None:
-    """`rsscale-tune`: the same as `python -m rsscale.tune`."""
-    from rsscale.tune.__main__ import main
-
-    main()
-
-
-def status() -> int:
-    from rsscale.status import main
-
-    return main()
-
-
-def analyze() -> int:
-    from rsscale.analyze import main
-
-    return main()
-
-
-def bench() -> int:
-    from rsscale.bench import main
-
-    return main()
-
-
-def bench_data() -> int:
-    from rsscale.bench_data import main
-
-    return main()

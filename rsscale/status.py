@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (argcomplete's global completion looks for this in the entry point's module)
 """`python -m rsscale.status SWEEP_DIR`: one row per cell (status, progress, best minival top-1,
 attempts, error class), from the manifest, the run records and one batched sacct call."""
 
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=float, default=10.0, help="--watch without a terminal: seconds per block")
     args = parse_args(p, argv)
     if args.watch:
-        from rsscale.launch.live import watch
+        from rsscale.watch import watch
 
         return watch(args.sweep_dir, args.every)
     if StudyLayout(args.sweep_dir).meta.exists():  # a tuning study: one row per trial

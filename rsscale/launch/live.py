@@ -242,27 +242,3 @@ def watch_sweep(sweep_dir: str | Path, every_s: float, mode: str = "auto") -> li
             if not any(r["status"] in WAITING for r in rows):  # nobody runs or queues a cell any more
                 return rows
             time.sleep(min(every_s, 2.0))
-
-
-def watch(path: str | Path, every_s: float, mode: str = "auto") -> int:
-    """`rsscale-status DIR --watch` for a sweep or a tuning study; the final table at the end."""
-    from rsscale.launch.status import format_table
-    from rsscale.layout import StudyLayout
-
-    if every_s <= 0:
-        print(f"rsscale.status: error: --every={every_s} must be positive", file=sys.stderr)
-        return 2
-    if StudyLayout(path).meta.exists():
-        from rsscale.tune.live import watch_study
-        from rsscale.tune.status import format_trials, trial_rows
-
-        watch_study(path, every_s, mode)
-        print(format_trials(*trial_rows(path)))
-        return 0
-    try:
-        rows = watch_sweep(path, every_s, mode)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"rsscale.status: error: {e}", file=sys.stderr)
-        return 2
-    print(format_table(rows))
-    return 0
