@@ -198,7 +198,8 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
                 manifest.save()  # the ids of every queued array, also when a later one failed
             if cfg.sweep.detach:
                 print(
-                    f"rsscale: submitted {len(ids)} cells; follow with: python -m rsscale.status {sweep_dir}"
+                    f"rsscale: submitted {len(ids)} cells; "
+                    f"follow with: python -m rsscale.status {sweep_dir} --watch"
                 )
                 return 0
             _wait_slurm(cfg, manifest, launched + counts["waiting"])
@@ -301,7 +302,7 @@ def _detach_local(sweep_dir: Path) -> int:
         )
     print(
         f"rsscale: running detached (pid {proc.pid}, log {log_path}); "
-        f"follow with: python -m rsscale.status {sweep_dir}"
+        f"follow with: python -m rsscale.status {sweep_dir} --watch"
     )
     return 0
 
