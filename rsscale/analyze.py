@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (argcomplete's global completion looks for this in the entry point's module)
 """``python -m rsscale.analyze PATH... --out DIR``: the analysis report of one or more sweeps.
 
 PATH: a sweep directory, a CSV/parquet results table, or ``wandb:ENTITY/PROJECT[/GROUP]``.
@@ -21,6 +22,7 @@ from rsscale.analysis.recommend import Settings
 from rsscale.analysis.regimes import label as regime_label
 from rsscale.analysis.regimes import sentence as regime_sentence
 from rsscale.analysis.report import NoUsableCells, write_report
+from rsscale.cli import parse_args
 from rsscale.layout import SweepLayout
 
 
@@ -148,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     return run(args)
 
 

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (argcomplete's global completion looks for this in the entry point's module)
 """`python -m rsscale.bench [OVERRIDES] [options]`: training speed of one cell, against timm.
 
     python -m rsscale.bench model=resnet_rs model.depth=50 data=synthetic data.train_res=160 --batch 32
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rsscale.cli import parse_args
 from rsscale.train.step import TrainStep, sync, time_call
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -205,7 +207,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--no-timm", action="store_true", help="time rsscale alone")
     ap.add_argument("--json", type=Path, help="write the report here")
-    a = ap.parse_args(argv)
+    a = parse_args(ap, argv)
     for name in ("batch", "steps", "threads"):
         v = getattr(a, name)
         if v is not None and v < 1:

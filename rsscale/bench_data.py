@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (argcomplete's global completion looks for this in the entry point's module)
 """`python -m rsscale.bench_data [OVERRIDES] [options]`: the input pipeline's rate against training's.
 
     python -m rsscale.bench_data data=imagenet data.root=/data/imagenet --workers 1,2,4,8
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from rsscale.bench import _step, hardware, run_cli, summarize, versions
+from rsscale.cli import parse_args
 from rsscale.train.step import sync, time_call
 
 
@@ -123,7 +125,7 @@ def _parse(argv):
     ap.add_argument("--tree-images", type=int, default=512, help="training images in --make-tree's tree")
     ap.add_argument("--no-train", action="store_true", help="skip the training rate")
     ap.add_argument("--json", type=Path, help="write the report here")
-    a = ap.parse_args(argv)
+    a = parse_args(ap, argv)
     try:
         a.workers = sorted({int(w) for w in str(a.workers).split(",") if w.strip()})
     except ValueError:

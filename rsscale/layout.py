@@ -9,6 +9,7 @@ SWEEP_DIR/cells/<cell_id>/checkpoint.pt newest checkpoint; checkpoint.prev.pt th
 SWEEP_DIR/cells/<cell_id>/attempts.jsonl one line per start of the cell
 SWEEP_DIR/cells/<cell_id>/threads.json  local launcher -> running cell: its share of idle cores
 SWEEP_DIR/cells/<cell_id>/train.log     the cell's log lines
+SWEEP_DIR/cells/<cell_id>/progress.json rank 0's step-level progress, rewritten <= once a second
 SWEEP_DIR/logs/<job id>/                submitit's job folders (pickles, stdout/stderr)
 SWEEP_DIR/report/                       analysis output
 SWEEP_DIR/cache/inductor/               torch.compile caches shared by the sweep's cells
@@ -38,6 +39,7 @@ PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
 ATTEMPTS_NAME = "attempts.jsonl"
 THREADS_NAME = "threads.json"
 TRAIN_LOG_NAME = "train.log"
+PROGRESS_NAME = "progress.json"
 UNREADABLE_NAME = "unreadable_images.txt"  # image trees: the undecodable files a run skipped
 
 STUDY_META_NAME = "study.json"
@@ -81,6 +83,7 @@ class CellLayout(_Layout):
     attempts = _Entry(ATTEMPTS_NAME)
     threads = _Entry(THREADS_NAME)
     train_log = _Entry(TRAIN_LOG_NAME)
+    progress = _Entry(PROGRESS_NAME)
     unreadable = _Entry(UNREADABLE_NAME)
 
     @property

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (argcomplete's global completion looks for this in the entry point's module)
 """`python -m rsscale.status SWEEP_DIR`: one row per cell (status, progress, best minival top-1,
 attempts, error class), from the manifest, the run records and one batched sacct call."""
 
@@ -7,6 +8,7 @@ import argparse
 import json
 import sys
 
+from rsscale.cli import parse_args
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.status import cell_rows, format_table
 from rsscale.layout import StudyLayout
@@ -16,7 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rsscale.status", description=__doc__)
     p.add_argument("sweep_dir")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
-    args = p.parse_args(argv)
+    p.add_argument("--watch", action="store_true", help="follow the running cells until none is left")
+    p.add_argument("--every", type=float, default=10.0, help="--watch without a terminal: seconds per block")
+    args = parse_args(p, argv)
+    if args.watch:
+        from rsscale.watch import watch
+
+        return watch(args.sweep_dir, args.every)
     if StudyLayout(args.sweep_dir).meta.exists():  # a tuning study: one row per trial
         from rsscale.tune.status import format_trials, trial_rows  # optuna: only for studies
 

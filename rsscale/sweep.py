@@ -21,16 +21,18 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+import rsscale.cli  # noqa: F401 - registers the resolver that --help lists the user's groups with
 from rsscale.config import CONF_DIR
 from rsscale.io import is_storage_error, read_json
 from rsscale.launch.cell_files import changed_fields, sync_config
 from rsscale.launch.grid import Cell, GridError, check_grid_file, expand, grid_file
 from rsscale.launch.launcher import LocalLauncher, SlurmLauncher
+from rsscale.launch.live import SweepView, poll_every
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.multirun import dir_suffix
 from rsscale.launch.resources import ResourceError, resource_class
 from rsscale.launch.slurm import with_node_limits
-from rsscale.launch.status import cell_rows, count_line, format_table, storage_error
+from rsscale.launch.status import cell_rows, format_table, storage_error
 from rsscale.launch.supervision import DriverStop
 from rsscale.launch.way_out import continue_command
 from rsscale.layout import RECORD_NAME, SweepLayout
@@ -166,6 +168,7 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
     """Plan, launch, wait and collect; `expanded` gives the cells of a `-m` sweep (else the grid's)."""
     sweep_dir = Path(HydraConfig.get().sweep.dir).resolve()
     try:
+        sweep_view(cfg, sweep_dir)  # a bad sweep.progress / progress_every_s fails before anything runs
         task = list(HydraConfig.get().overrides.task)
         spec, cells = expanded() if expanded else expand(cfg, overrides=task)
     except (GridError, ValueError) as e:
@@ -236,7 +239,8 @@ def run_sweep(cfg: DictConfig, expanded: Callable[[], tuple[dict, list[Cell]]] |
                 manifest.save()  # the ids of every queued array, also when a later one failed
             if cfg.sweep.detach:
                 print(
-                    f"rsscale: submitted {len(ids)} cells; follow with: python -m rsscale.status {sweep_dir}"
+                    f"rsscale: submitted {len(ids)} cells; "
+                    f"follow with: python -m rsscale.status {sweep_dir} --watch"
                 )
                 return 0
             _wait_slurm(cfg, manifest, launched + counts["waiting"])
@@ -275,11 +279,24 @@ def _run_local(cfg, manifest: Manifest, sweep_dir: Path, cluster, group, items) 
         if err is not None and cfg.sweep.fail_fast and not driver.requested:
             stop["flag"] = True
 
-    with DriverStop() as driver:
+    with DriverStop() as driver, sweep_view(cfg, manifest) as view:
+        tick = poll_every(view, lambda: cell_rows(manifest, [cid for cid, _ in items]))
         LocalLauncher(sweep_dir, cluster, group).run(
-            items, on_submit, on_done, should_stop=lambda: stop["flag"] or driver.requested
+            items, on_submit, on_done, should_stop=lambda: stop["flag"] or driver.requested, on_poll=tick
         )
     return driver.signum
+
+
+def sweep_view(cfg, manifest: Manifest | Path, announce_failures: bool = False) -> SweepView:
+    """The live view the config asks for (sweep.progress, sweep.progress_every_s)."""
+    grid = manifest.data["grid"] if isinstance(manifest, Manifest) else None
+    return SweepView(
+        manifest.layout.root if isinstance(manifest, Manifest) else manifest,
+        mode=str(cfg.sweep.progress),
+        every_s=float(cfg.sweep.progress_every_s),
+        title=f"grid {grid}" if grid else "",
+        announce_failures=announce_failures,
+    )
 
 
 def done_line(manifest: Manifest, cid: str, err: BaseException | None) -> str:
@@ -311,21 +328,19 @@ def done_line(manifest: Manifest, cid: str, err: BaseException | None) -> str:
 
 
 def _wait_slurm(cfg, manifest: Manifest, cell_ids: list[str]) -> None:
-    last = None
-    while True:
-        rows = cell_rows(manifest, cell_ids)
-        counts = Counter(r["status"] for r in rows)
-        line = count_line(counts)
-        if line != last:
-            print(f"rsscale: {time.strftime('%H:%M:%S')} {line}", flush=True)
-            last = line
-        if cfg.sweep.fail_fast and counts.get("failed"):
-            SlurmLauncher.cancel([r["job_id"] for r in rows if r["status"] not in TERMINAL and r["job_id"]])
-            print("rsscale: fail_fast: a cell failed; cancelled the rest", flush=True)
-            return
-        if all(r["status"] in TERMINAL for r in rows):
-            return
-        time.sleep(float(cfg.sweep.poll_s))
+    with sweep_view(cfg, manifest, announce_failures=True) as view:
+        while True:
+            rows = cell_rows(manifest, cell_ids)
+            view.update(rows)
+            counts = Counter(r["status"] for r in rows)
+            if cfg.sweep.fail_fast and counts.get("failed"):
+                live = [r["job_id"] for r in rows if r["status"] not in TERMINAL and r["job_id"]]
+                SlurmLauncher.cancel(live)
+                view.print("rsscale: fail_fast: a cell failed; cancelled the rest")
+                return
+            if all(r["status"] in TERMINAL for r in rows):
+                return
+            time.sleep(float(cfg.sweep.poll_s))
 
 
 def _detach_local(sweep_dir: Path) -> int:
@@ -342,7 +357,7 @@ def _detach_local(sweep_dir: Path) -> int:
         )
     print(
         f"rsscale: running detached (pid {proc.pid}, log {log_path}); "
-        f"follow with: python -m rsscale.status {sweep_dir}"
+        f"follow with: python -m rsscale.status {sweep_dir} --watch"
     )
     return 0
 
@@ -442,7 +457,8 @@ def _precheck_grid(argv: list[str]) -> None:
 
 
 def cli() -> None:
-    """The command line: what Hydra would answer with a traceback is checked first, in one line."""
+    """`rsscale-sweep` and `python -m rsscale.sweep`; what Hydra would answer with a traceback is checked
+    first, in one line."""
     _precheck_sweep_dir(sys.argv[1:])
     _precheck_grid(sys.argv[1:])
     main()

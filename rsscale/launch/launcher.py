@@ -141,8 +141,10 @@ class LocalLauncher(_Launcher):
         on_done: Callable[[str, BaseException | None], None],
         poll_s: float = 0.5,
         should_stop: Callable[[], bool] = lambda: False,
+        on_poll: Callable[[], None] | None = None,
     ) -> None:
-        """Blocking: keep up to `parallel` cells running until all are done, longest first."""
+        """Blocking: keep up to `parallel` cells running until all are done, longest first;
+        `on_poll()` runs once per poll (the driver's live view)."""
         queue = longest_first(items, cell_dir_cost(self.sweep_dir))
         running: dict[str, submitit.Job] = {}
         stopped: set[str] = set()
@@ -170,6 +172,8 @@ class LocalLauncher(_Launcher):
                         stop_job(job)  # the cell checkpoints and stops (`preempted`)
                         stopped.add(cell_id)
                 queue.clear()
+            if on_poll is not None:
+                on_poll()
             time.sleep(poll_s)
             for cell_id, job in list(running.items()):
                 if job.done():

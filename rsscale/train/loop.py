@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from rsscale.config import cell_hash, cell_id, typed_cell
+from rsscale.layout import CellLayout
+from rsscale.progress import ProgressFile
 from rsscale.train.checkpoint import Checkpointer, PreemptRequested
 from rsscale.train.device import autocast_dtype, cpu_has_fast_bf16, pick_device, setup_runtime
 from rsscale.train.evaluate import Evaluator, evaluate, measure_latency
@@ -88,9 +90,24 @@ def train(
         trainer.prepare()
         evaluator = Evaluator(cfg, env, trainer.data, trainer.fwd_model, trainer.ema)
         progress = Progress(typed.runtime.progress, trainer.schedule.total_steps, env.is_main)
+        pfile = ProgressFile(
+            CellLayout(run_dir).progress,
+            steps_total=trainer.schedule.total_steps,
+            epochs=epochs,
+            images_per_step=int(cfg["recipe"]["batch_size"]),
+            enabled=env.is_main,
+        )
+        pfile.start(trainer.step, trainer.epoch)
+
+        def step_hook(step: int) -> None:  # the driver's view of the cell, then the caller's hook
+            pfile.tick(step, trainer.epoch)
+            if on_step is not None:
+                on_step(step)
+
         with progress, checkpointer.watch_preemption(on_preempt=lambda: recorder.finish("preempted")):
             while not trainer.done:
-                entry = trainer.train_epoch(checkpointer, recorder, progress, on_step)
+                entry = trainer.train_epoch(checkpointer, recorder, progress, step_hook)
+                pfile.phase(trainer.step, trainer.epoch - 1, "evaluating")
                 entry.update(evaluator.after_epoch(trainer.epoch))
                 trainer.check_data(recorder.record)
                 recorder.end_epoch(entry, epochs=epochs)
@@ -101,4 +118,5 @@ def train(
         recorder.finish(
             "completed", final=evaluator.final(recorder.history), cost=evaluator.cost(recorder.history)
         )
+        pfile.phase(trainer.step, trainer.epoch, "completed")
     return recorder.record

@@ -23,15 +23,18 @@ import optuna
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+import rsscale.cli  # noqa: F401 - registers the resolver that --help lists the user's groups with
 from rsscale.config import CELL_GROUPS, CONF_DIR, cell_hash
 from rsscale.io import atomic_write_json, read_json, set_aside
 from rsscale.launch.grid import _links
 from rsscale.launch.launcher import SlurmLauncher, local_executor
+from rsscale.launch.live import MODES
 from rsscale.launch.resources import _bucket, resource_class
 from rsscale.launch.slurm import with_node_limits
 from rsscale.layout import JOURNAL_NAME, StudyLayout
 from rsscale.train.record import provenance
-from rsscale.tune.results import counts, finalize
+from rsscale.tune.live import TuneView
+from rsscale.tune.results import finalize
 from rsscale.tune.space import SearchSpaceError, parse_space, trial_cell, validate_space
 from rsscale.tune.status import format_trials, trial_rows
 from rsscale.tune.storage import open_storage
@@ -67,7 +70,7 @@ def check_settings(tune: dict[str, Any], data: dict[str, Any]) -> None:
         v = tune.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise TuneError(f"tune.{key} must be an integer >= {lo}, got {v!r}")
-    for key in ("heartbeat_s", "stale_after_s", "poll_s"):
+    for key in ("heartbeat_s", "stale_after_s", "poll_s", "progress_every_s"):
         v = tune.get(key)
         if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
             raise TuneError(f"tune.{key} must be a number > 0, got {v!r}")
@@ -80,6 +83,8 @@ def check_settings(tune: dict[str, Any], data: dict[str, Any]) -> None:
         raise TuneError(f"tune.sampler={tune['sampler']!r}: allowed {', '.join(SAMPLERS)}")
     if tune["pruner"] not in PRUNERS:
         raise TuneError(f"tune.pruner={tune['pruner']!r}: allowed {', '.join(PRUNERS)}")
+    if tune["progress"] not in MODES:
+        raise TuneError(f"tune.progress={tune['progress']!r}: allowed {', '.join(MODES)}")
     if not data.get("minival_fraction"):
         raise TuneError(
             f"data.minival_fraction={data.get('minival_fraction')!r}: the objective is minival top-1, "
@@ -255,7 +260,7 @@ def run_tune(cfg: DictConfig) -> int:
         if tune["detach"]:
             print(f"rsscale: detached; follow with: python -m rsscale.status {study_dir}")
             return 0
-        _wait(study_dir, jobs, float(tune["poll_s"]))
+        _wait(study_dir, jobs, float(tune["poll_s"]), tune)
     study, meta = load_study(study_dir)
     trials = study.get_trials(deepcopy=False)
 
@@ -277,26 +282,27 @@ def run_tune(cfg: DictConfig) -> int:
     return 0
 
 
-def _wait(study_dir: Path, jobs: list, poll_s: float) -> None:
-    last = None
+def _wait(study_dir: Path, jobs: list, poll_s: float, tune) -> None:
+    view = TuneView(study_dir, mode=str(tune["progress"]), every_s=float(tune["progress_every_s"]))
+    with view:
+        _wait_jobs(view, jobs, poll_s)
+
+
+def _wait_jobs(view: TuneView, jobs: list, poll_s: float) -> None:
     while True:
         try:
-            study, _ = load_study(study_dir)
-            line = ", ".join(f"{k} {v}" for k, v in sorted(counts(study).items()))
+            view.update()
         except Exception as e:  # noqa: BLE001 - a progress line is not worth a crash
-            line = f"(study unreadable: {e})"
-        if line != last:
-            print(f"rsscale: {time.strftime('%H:%M:%S')} trials: {line}", flush=True)
-            last = line
+            view.print(f"rsscale: {time.strftime('%H:%M:%S')} (study unreadable: {e})")
         if all(j.done() for j in jobs):
             for j in jobs:
                 try:
                     j.result()
                 except Exception as e:  # noqa: BLE001 - one lost worker never stops the study
                     msg = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
-                    print(f"rsscale: worker job {j.job_id} ended without finishing: {msg}", flush=True)
+                    view.print(f"rsscale: worker job {j.job_id} ended without finishing: {msg}")
             return
-        time.sleep(poll_s)
+        time.sleep(min(poll_s, view.every_s))
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="tune", version_base="1.3")
