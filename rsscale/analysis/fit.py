@@ -106,6 +106,16 @@ def lm_batch(
         A = np.matmul(JWt, J)
         g = np.matmul(JWt, ra[..., None])[..., 0]
         dA = np.diagonal(A, axis1=1, axis2=2)
+        if loa is not None:
+            # active set: a parameter at a bound whose gradient points outward is frozen for
+            # this step (else clipped steps crawl along the bound and never meet the tolerances)
+            act = ((tha <= loa + 1e-12 * (1 + np.abs(loa))) & (g > 0)) | (
+                (tha >= hia - 1e-12 * (1 + np.abs(hia))) & (g < 0)
+            )
+            if act.any():
+                free = ~act
+                g = np.where(act, 0.0, g)
+                A = A * free[:, :, None] * free[:, None, :]
         gconv = np.abs(g).max(-1) <= gtol
         scale = np.maximum(dA, 1e-12 * np.maximum(dA.max(-1, keepdims=True), 1e-300))
         M = A + (lam[:, None, None] * scale[:, :, None]) * eye + 1e-14 * eye
