@@ -388,6 +388,7 @@ def fit_curves(
     case_min_points: int = 10,
     e0: float | list[float | None] | None = None,
     protect_last: bool = True,
+    polish: bool = True,
 ) -> list[FitResult]:
     """Fit ``law`` to every curve (with a fallback for short curves) plus bootstrap CIs.
 
@@ -398,7 +399,8 @@ def fit_curves(
 
     ``e0``: the ceiling law's random-guess error, one value for all curves or one per curve
     (None: 1.0). ``protect_last`` keeps the squared loss at each curve's largest compute
-    value (:func:`point_deltas`).
+    value (:func:`point_deltas`). ``polish=False`` skips the per-curve scipy polish (for the
+    many throw-away fits of a held-out comparison).
 
     ``bootstrap``: ``cases`` resamples cells with replacement; ``residuals`` keeps the cells and
     resamples their (centred, dof-rescaled) log residuals around the fit; ``auto`` (default)
@@ -450,6 +452,18 @@ def fit_curves(
         infos = []
         for g in range(G):
             m = w[g] > 0
+            if not polish:
+                infos.append(
+                    {
+                        "status": None,
+                        "success": False,
+                        "message": "not polished",
+                        "starts": int(S),
+                        "starts_near_best": int(near[g]),
+                        "multistart_converged": bool(mconv[g]),
+                    }
+                )
+                continue
             tp, info = _polish(lw, x[g, m], y[g, m], th[g], dp[g, m], lo[g], hi[g])
             cost_ms = (_huber(lw.y(th[g : g + 1], x[g : g + 1, m])[0] - y[g, m], dp[g, m])).sum()
             cost_p = (_huber(lw.y(tp[None], x[g : g + 1, m])[0] - y[g, m], dp[g, m])).sum()
