@@ -229,8 +229,9 @@ def solve_ceiling(T: np.ndarray, alpha: np.ndarray, max_iter: int = 60) -> np.nd
     T, alpha = np.broadcast_arrays(np.asarray(T, float), np.asarray(alpha, float))
     z = np.where(alpha < 1.0, np.maximum(T, T / alpha), np.minimum(T, T / alpha))
     for _ in range(max_iter):
-        s = sigmoid(z)
-        step = (logsigmoid(z) - alpha * logsigmoid(-z) - T) / ((1.0 - s) + alpha * s)
+        sp = np.logaddexp(0.0, -z)  # -log sigmoid(z); -log sigmoid(-z) = z + sp
+        s = np.exp(-sp)
+        step = (alpha * (z + sp) - sp - T) / ((1.0 - s) + alpha * s)
         z = z - step
         if not np.any(np.abs(step) > 1e-12 * (1.0 + np.abs(z))):
             break
@@ -333,6 +334,10 @@ def ceiling_law(e0: float | None) -> Ceiling:
     if e0 not in _CEILINGS:
         _CEILINGS[e0] = Ceiling(e0)
     return _CEILINGS[e0]
+
+
+# class counts of the datasets rsscale knows (rsscale/data/registry.py), by results-table name
+KNOWN_CLASSES: dict[str, int] = {"fashion_mnist": 10, "imagenet": 1000, "synthetic": 10}
 
 
 def random_guess_error(num_classes: int | None) -> float | None:
