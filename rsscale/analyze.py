@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         else f"  resolution: {r.get('verdict')} ({r.get('reason')})"
     )
     for C in args.predict_at or []:
-        rows = [p for p in rec.get("predictions", []) if p["target_flops"] == C and p["error"] == p["error"]]
+        rows = [p for p in rec.get("predictions", []) if p["target_flops"] == C and p["error"] is not None]
         for strat in ("depth", "width", "resolution"):
             best = min((p for p in rows if p["strategy"] == strat), key=lambda p: p["error"], default=None)
             if best is None:
