@@ -169,5 +169,10 @@ def fit_selected(
             for i, c in enumerate(candidates):
                 sel[f"heldout_rmse_{c}"] = float(score[g, i])
             f.selection = sel
+            if not chosen[g] and f.law == "powerlaw":
+                f.notes.append(
+                    f"{f.n_unique} distinct compute values: too few for a held-out law choice; "
+                    "fitted the 'powerlaw' form (log-linear)"
+                )
             out[g] = f
     return [f for f in out if f is not None]
