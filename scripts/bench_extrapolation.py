@@ -10,8 +10,8 @@ over curves, by generating form and overall), and how often the choice picked ea
 
 Estimators: each law alone (``ceiling`` is M4's form); ``saturating (old loss)``, the former
 default (no protection of the last point by the Huber loss); ``chosen`` (the analysis default,
-:func:`rsscale.analysis.selection.fit_selected`); ``averaged`` (log-space average of the ranked
-laws with weights proportional to 1 / heldout_rmse**2, over laws within 50% of the best).
+:func:`rsscale.analysis.selection.fit_selected`); ``averaged`` (log-space average of the laws of the
+tier the choice is made in, weights proportional to 1 / heldout_rmse**2).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rsscale.analysis.curvegen import FORMS, draw_curves  # noqa: E402
 from rsscale.analysis.fit import CurveData, fit_curves  # noqa: E402
+from rsscale.analysis.laws import LAWS  # noqa: E402
 from rsscale.analysis.selection import CANDIDATES, fit_selected, heldout_scores  # noqa: E402
 
 
@@ -76,14 +77,16 @@ def main() -> int:
     preds["chosen"] = [f.log_err(c) for f, c in zip(fits, Ct)]
     picked = [f.law for f in fits]
     score, _ = heldout_scores(copy(), CANDIDATES, e0)
+    npar = np.array([LAWS[c].n_params for c in CANDIDATES])
     avg = []
     for i in range(len(gen)):
         s = score[i]
-        ok = np.isfinite(s) & (s <= 1.5 * np.nanmin(s)) if np.isfinite(s).any() else np.zeros(len(s), bool)
+        ok = np.isfinite(s)
         if not ok.any():
             avg.append(preds["chosen"][i])
             continue
-        wts = np.where(ok, 1.0 / np.maximum(s, 1e-9) ** 2, 0.0)
+        tier = ok & (npar == npar[ok].max())  # the tier the choice is made in
+        wts = np.where(tier, 1.0 / np.maximum(s, 1e-9) ** 2, 0.0)
         wts /= wts.sum()
         avg.append(sum(wts[k] * preds[law][i] for k, law in enumerate(CANDIDATES) if wts[k] > 0))
     preds["averaged"] = avg
