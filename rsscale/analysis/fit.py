@@ -379,7 +379,7 @@ def fit_curves(
     n_boot: int = 1000,
     seed: int = 0,
     ci_level: float = 0.9,
-    huber_delta: float | str = "auto",
+    huber_delta: float | str | np.ndarray = "auto",
     min_points: dict[str, int] | None = None,
     fallback: str | None = "powerlaw",
     max_iter: int = 2000,
@@ -443,8 +443,12 @@ def fit_curves(
         sub = [curves[i] for i in idx]
         x, y, w, xref = _pad(sub)
         G = len(sub)
-        if huber_delta == "auto":
+        if isinstance(huber_delta, str):
+            if huber_delta != "auto":
+                raise ValueError(f"huber_delta: a number, one per curve, or 'auto', got {huber_delta!r}")
             delta = _auto_delta(lw, x, y, w, max_iter)
+        elif np.ndim(huber_delta) == 1:
+            delta = np.asarray(huber_delta, float)[idx]
         else:
             delta = np.full(G, float(huber_delta))
         dp = point_deltas(delta, x, w) if protect_last else np.repeat(delta[:, None], x.shape[1], 1)
@@ -602,6 +606,13 @@ def fit_curves(
             )
         out.append(r)
     return out
+
+
+def auto_deltas(curves: list[CurveData], law: str = "saturating", max_iter: int = 200) -> np.ndarray:
+    """The automatic Huber threshold of each curve (as ``huber_delta="auto"`` computes it for
+    ``law``), to reuse across many fits of parts of the same curves."""
+    x, y, w, _ = _pad(curves)
+    return _auto_delta(LAWS[law], x, y, w, max_iter)
 
 
 def fit_curve(C, err, law: str = "saturating", **kw) -> FitResult:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from rsscale.analysis.fit import CurveData, FitResult, fit_curves
+from rsscale.analysis.fit import CurveData, FitResult, auto_deltas, fit_curves
 from rsscale.analysis.laws import LAWS
 
 CANDIDATES: tuple[str, ...] = ("powerlaw", "saturating", "offset", "ceiling")
@@ -57,17 +57,30 @@ def heldout_scores(
     candidates: tuple[str, ...] = CANDIDATES,
     e0: list[float | None] | None = None,
     huber_delta: float | str = "auto",
-    max_iter: int = 2000,
+    max_iter: int = 200,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(G, L) held-out RMSE of log error per curve and candidate (NaN: not ranked), and (G,) K."""
+    """(G, L) held-out RMSE of log error per curve and candidate (NaN: not ranked), and (G,) K.
+
+    ``huber_delta="auto"``: each curve's threshold from the saturating law on the whole curve,
+    shared by all its folds and candidates (one robust scale per curve, and cheap)."""
     e0s = list(e0) if e0 is not None else [None] * len(curves)
     G, L = len(curves), len(candidates)
     K = np.zeros(G, int)
     folds: list[tuple[int, int, CurveData, np.ndarray, np.ndarray]] = []
-    for g, c in enumerate(curves):
+    clean = []
+    for c in curves:
         C, e = np.asarray(c.C, float), np.asarray(c.err, float)
         ok = np.isfinite(C) & np.isfinite(e) & (C > 0) & (e > 0)
-        C, e = C[ok], e[ok]
+        clean.append(CurveData(c.key, C[ok], e[ok]))
+    if isinstance(huber_delta, str) and huber_delta == "auto":
+        have = [g for g, c in enumerate(clean) if c.C.size >= 1]
+        dcurve = np.full(G, 1e-3)
+        if have:
+            dcurve[have] = auto_deltas([clean[g] for g in have], max_iter=max_iter)
+    else:
+        dcurve = np.full(G, float(huber_delta))
+    for g, c in enumerate(clean):
+        C, e = c.C, c.err
         u = np.unique(C)
         K[g] = n_folds(u.size)
         for j in range(1, K[g] + 1):
@@ -85,7 +98,7 @@ def heldout_scores(
             [f[2] for f in use],
             law=law,
             n_boot=0,
-            huber_delta=huber_delta,
+            huber_delta=np.array([dcurve[f[0]] for f in use]),
             min_points={law: mp},
             fallback=None,
             max_iter=max_iter,
@@ -142,7 +155,7 @@ def fit_selected(
     if len(e0s) != len(curves):
         raise ValueError(f"fit_selected: {len(e0s)} e0 values for {len(curves)} curves")
     hd = fit_kw.get("huber_delta", "auto")
-    score, K = heldout_scores(curves, candidates, e0s, hd, fit_kw.get("max_iter", 2000))
+    score, K = heldout_scores(curves, candidates, e0s, hd)
     chosen = choose(score, candidates)
     groups: dict[str, list[int]] = {}
     for g, law in enumerate(chosen):
