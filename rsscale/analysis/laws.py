@@ -218,24 +218,35 @@ class Offset(Law):
         return {"e_inf": np.exp(l), "b": np.exp(a + c * x_ref), "c": c, "C0": np.exp(d + x_ref)}
 
 
-def solve_ceiling(T: np.ndarray, alpha: np.ndarray, max_iter: int = 60) -> np.ndarray:
+def solve_ceiling(
+    T: np.ndarray, alpha: np.ndarray, max_iter: int = 60, z0: np.ndarray | None = None
+) -> np.ndarray:
     """The root z of ``log sigmoid(z) - alpha * log sigmoid(-z) = T`` (elementwise).
 
     The left side is increasing with asymptotes ``z`` (z -> -inf) and ``alpha z`` (z -> +inf),
     concave for alpha < 1 and convex for alpha > 1, so Newton's method started from the
     asymptote on the near side of the root (``max(T, T/alpha)`` when concave, ``min`` when
-    convex) converges monotonically, without bracketing or step control.
+    convex) converges monotonically, without bracketing or step control. ``z0``: a warm start
+    (the previous solution of a nearby problem: two or three steps instead of six to ten); if
+    Newton does not converge from it, the monotone start is used.
     """
     T, alpha = np.broadcast_arrays(np.asarray(T, float), np.asarray(alpha, float))
-    z = np.where(alpha < 1.0, np.maximum(T, T / alpha), np.minimum(T, T / alpha))
+    cold = np.where(alpha < 1.0, np.maximum(T, T / alpha), np.minimum(T, T / alpha))
+    z = (cold if z0 is None else np.where(np.isfinite(z0), z0, cold)).ravel().copy()
+    Tf, af = T.ravel(), alpha.ravel()
+    act = np.arange(z.size)  # elements still iterating (converged ones are left alone)
+    za, Ta, aa = z, Tf, af
     for _ in range(max_iter):
-        sp = np.logaddexp(0.0, -z)  # -log sigmoid(z); -log sigmoid(-z) = z + sp
+        sp = np.logaddexp(0.0, -za)  # -log sigmoid(z); -log sigmoid(-z) = z + sp
         s = np.exp(-sp)
-        step = (alpha * (z + sp) - sp - T) / ((1.0 - s) + alpha * s)
-        z = z - step
-        if not np.any(np.abs(step) > 1e-12 * (1.0 + np.abs(z))):
-            break
-    return z
+        step = (aa * (za + sp) - sp - Ta) / ((1.0 - s) + aa * s)
+        za = za - step
+        z[act] = za
+        more = np.abs(step) > 1e-12 * (1.0 + np.abs(za))
+        if not more.any():
+            return z.reshape(T.shape)
+        act, za, Ta, aa = act[more], za[more], Ta[more], aa[more]
+    return z.reshape(T.shape) if z0 is None else solve_ceiling(T, alpha, max_iter)
 
 
 class Ceiling(Law):
@@ -255,29 +266,36 @@ class Ceiling(Law):
         if not 0.0 < e0 <= 1.0:
             raise ValueError(f"ceiling law: e0 (the random-guess error) must be in (0, 1], got {e0}")
         self.e0 = float(e0)
+        self._last: tuple[np.ndarray, np.ndarray] | None = None  # (x, z) of the last solve
 
     def _parts(self, th, x):
         a, c, l, al = (th[:, k : k + 1] for k in range(4))
         logD = np.log(np.maximum(self.e0 - np.exp(l), 1e-300))
         T = a - c * x - (1.0 - al) * logD
-        z = solve_ceiling(T, np.broadcast_to(al, T.shape))
-        y = np.logaddexp(l, logD + logsigmoid(z))
-        return l, al, logD, z, y
+        # warm start when called again on the same x array (successive solver iterations): the
+        # root is unique, so the start changes the work, not the answer
+        last = self._last
+        z0 = last[1] if last is not None and last[0] is x and last[1].shape == T.shape else None
+        z = solve_ceiling(T, np.broadcast_to(al, T.shape), z0=z0)
+        self._last = (x, z)
+        sp = np.logaddexp(0.0, -z)  # -log sigmoid(z); -log sigmoid(-z) = z + sp
+        y = np.logaddexp(l, logD - sp)
+        return l, al, logD, z, sp, y
 
     def y(self, th, x):
         return self._parts(th, x)[-1]
 
     def jac(self, th, x):
-        l, al, logD, z, y = self._parts(th, x)
-        s = sigmoid(z)
+        l, al, logD, z, sp, y = self._parts(th, x)
+        s = np.exp(-sp)
         hp = (1.0 - s) + al * s
         # (de/dT) / e = D s (1 - s) / (h'(z) e)
-        common = np.exp(logD + logsigmoid(z) + logsigmoid(-z) - y) / hp
-        einf = np.exp(l)
+        common = np.exp(logD - 2.0 * sp - z - y) / hp
+        einf_e = np.exp(l - y)
         d_a = common
         d_c = -x * common
-        d_l = einf * (1.0 - s) / np.exp(y) + common * (1.0 - al) * einf / np.exp(logD)
-        d_al = common * (logD + logsigmoid(-z))
+        d_l = einf_e * (1.0 - s) + common * (1.0 - al) * np.exp(l - logD)
+        d_al = common * (logD - z - sp)
         return np.stack([d_a, d_c, d_l, d_al], axis=-1)
 
     def starts(self, x, y, w):
