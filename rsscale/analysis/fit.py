@@ -182,7 +182,7 @@ class FitResult:
         """log predicted error at compute C: (len(C),) or, with boot, (B, len(C))."""
         xx = np.log(np.asarray(C, float)) - self.x_ref
         th = self.boot_theta if boot else self.theta[None, :]
-        th = np.where(np.isfinite(th), th, 0.0)
+        th = np.where(np.isfinite(th), th, self.theta[None, :])  # dropped rows: masked below
         out = self.lawobj.y(th, np.broadcast_to(xx, (th.shape[0], xx.size)))
         if boot:
             out = np.where(self.boot_ok[:, None], out, np.nan)
@@ -661,6 +661,7 @@ def compare_estimators(
             huber_delta=huber_delta,
             fallback=None,
             e0=e0_tr,
+            polish=False,  # a diagnostic over many fits: the vectorised multi-start suffices
         )
         for f, (Ct, et, ntr) in zip(fits, test):
             if f.law == "none":

@@ -230,7 +230,7 @@ def solve_ceiling(
     (the previous solution of a nearby problem: two or three steps instead of six to ten); if
     Newton does not converge from it, the monotone start is used.
     """
-    T, alpha = np.broadcast_arrays(np.asarray(T, float), np.asarray(alpha, float))
+    T, alpha = np.broadcast_arrays(np.asarray(T, float), np.maximum(np.asarray(alpha, float), 1e-6))
     cold = np.where(alpha < 1.0, np.maximum(T, T / alpha), np.minimum(T, T / alpha))
     z = (cold if z0 is None else np.where(np.isfinite(z0), z0, cold)).ravel().copy()
     Tf, af = T.ravel(), alpha.ravel()

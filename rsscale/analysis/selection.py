@@ -26,7 +26,9 @@ Rule (``law="auto"``, the default of the analysis):
   ``powerlaw`` (2 values: exact; 1: no fit). ``law_choice`` in fits.csv says which rule applied.
 
 The held-out fits are vectorised multi-start fits without the scipy polish and without the
-bootstrap; only the chosen law is bootstrapped, on the full curve.
+bootstrap, richest tier first: a curve whose folds rank a richer tier is not fitted with the
+simpler laws (their ``heldout_rmse_<law>`` is NaN). Only the chosen law is bootstrapped, on the
+full curve.
 """
 
 from __future__ import annotations
@@ -89,9 +91,15 @@ def heldout_scores(
     sq = np.zeros((G, L))
     cnt = np.zeros((G, L))
     nf = np.zeros((G, L), int)
-    for li, law in enumerate(candidates):
+    # richest tier first: a curve whose folds rank a richer tier cannot choose a simpler law, so
+    # the simpler laws are not fitted to it (their heldout_rmse stays NaN)
+    npar = [LAWS[c].n_params for c in candidates]
+    for li in sorted(range(L), key=lambda i: -npar[i]):
+        law = candidates[li]
+        richer = [i for i in range(L) if npar[i] > npar[li]]
+        ranked = ((nf[:, richer] >= K[:, None]) & (K[:, None] > 0)).any(1) if richer else np.zeros(G, bool)
         mp = heldout_min_points(law)
-        use = [f for f in folds if f[1] >= mp]
+        use = [f for f in folds if f[1] >= mp and not ranked[f[0]]]
         if not use:
             continue
         fits = fit_curves(
