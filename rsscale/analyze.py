@@ -62,7 +62,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         help="the resolution exponent is `equivalent` to EfficientNet's inside +-this (default 0.05)",
     )
-    p.add_argument("--law", default="saturating", choices=["saturating", "offset", "powerlaw"])
+    p.add_argument(
+        "--law",
+        default="auto",
+        choices=["auto", "saturating", "offset", "ceiling", "powerlaw"],
+        help="scaling law of the path fits (default auto: chosen per path by held-out extrapolation)",
+    )
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="class count for the ceiling law's random-guess error 1 - 1/N "
+        "(default: the table's num_classes column or the dataset's known count)",
+    )
+    p.add_argument(
+        "--predict-at",
+        type=float,
+        action="append",
+        metavar="FLOPS",
+        help="predict each FLOPs path's error at this compute (FLOPs per image), with its interval "
+        "(repeatable; predictions.csv and the report)",
+    )
     p.add_argument(
         "--base-depth", type=float, default=None, help="base depth of the scaling paths (default: smallest)"
     )
@@ -88,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("analyze: --out DIR is required unless PATH is a single sweep directory", file=sys.stderr)
             return 2
+    bad = [c for c in (args.predict_at or []) if not (c > 0 and c < float("inf"))]
+    if bad or (args.num_classes is not None and args.num_classes < 2):
+        msg = f"--predict-at must be positive FLOPs, got {bad}" if bad else "--num-classes must be >= 2"
+        print(f"analyze: {msg}", file=sys.stderr)
+        return 2
     t0 = time.time()
     try:
         df = load_results(args.paths, cache_dir=args.wandb_cache, refresh=args.refresh)
@@ -110,11 +135,19 @@ def run(args: argparse.Namespace) -> int:
         equivalence_margin=args.equivalence_margin,
         resolution_margin=args.resolution_margin,
         law=args.law,
+        num_classes=args.num_classes,
         base_depth=args.base_depth,
         base_width=args.base_width,
     )
     try:
-        rec = write_report(df, out, st, figures=not args.no_figures, sources=[str(p) for p in args.paths])
+        rec = write_report(
+            df,
+            out,
+            st,
+            figures=not args.no_figures,
+            sources=[str(p) for p in args.paths],
+            predict_at=args.predict_at,
+        )
     except NoUsableCells as e:
         print(f"analyze: {e}; wrote {Path(out) / 'summary.csv'} only", file=sys.stderr)
         return 1
@@ -146,6 +179,20 @@ def run(args: argparse.Namespace) -> int:
         if k is not None
         else f"  resolution: {r.get('verdict')} ({r.get('reason')})"
     )
+    for C in args.predict_at or []:
+        rows = [p for p in rec.get("predictions", []) if p["target_flops"] == C and p["error"] is not None]
+        for strat in ("depth", "width", "resolution"):
+            best = min((p for p in rows if p["strategy"] == strat), key=lambda p: p["error"], default=None)
+            if best is None:
+                continue
+            where = f"{best['epochs']:g} epochs" + (
+                f", res {best['resolution']:g}" if best["resolution"] else ""
+            )
+            print(
+                f"  predicted at {C:.3g} FLOPs, best {strat} path ({where}, {best['law']}): error "
+                f"{best['error']:.4f} [{best['error_lo']:.4f}, {best['error_hi']:.4f}], "
+                f"{best['extrapolation']:.1f}x beyond its data"
+            )
     return 0
 
 

@@ -39,282 +39,8 @@ from scipy.optimize import least_squares
 from scipy.stats import norm as normal_dist
 from scipy.stats import t as student_t
 
-# ----------------------------------------------------------------------------------------- laws
-
-
-class Law:
-    """A curve ``y = log e`` as a function of ``x = ln C - x_ref``, vectorised over a batch."""
-
-    name: str = ""
-    param_names: tuple[str, ...] = ()
-    theta_names: tuple[str, ...] = ()
-
-    @property
-    def n_params(self) -> int:
-        return len(self.theta_names)
-
-    def y(self, th: np.ndarray, x: np.ndarray) -> np.ndarray:  # th (G,p), x (G,n) -> (G,n)
-        raise NotImplementedError
-
-    def jac(self, th: np.ndarray, x: np.ndarray) -> np.ndarray:  # -> (G,n,p)
-        raise NotImplementedError
-
-    def starts(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:  # -> (G,S,p)
-        raise NotImplementedError
-
-    def bounds(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
-
-    def natural(self, th: np.ndarray, x_ref: np.ndarray | float) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    def bound_notes(self, th: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str]:
-        at_lo = np.isclose(th, lo, rtol=0, atol=1e-6)
-        at_hi = np.isclose(th, hi, rtol=0, atol=1e-6)
-        names = [self.theta_names[k] for k in np.flatnonzero(at_lo | at_hi)]
-        return [f"parameter(s) at a bound: {', '.join(names)}"] if names else []
-
-
-def _wstats(x, y, w):
-    sw = np.maximum(w.sum(-1), 1e-300)
-    xm = (w * x).sum(-1) / sw
-    big = np.where(w > 0, y, np.inf)
-    small = np.where(w > 0, y, -np.inf)
-    xbig = np.where(w > 0, x, -np.inf)
-    xsmall = np.where(w > 0, x, np.inf)
-    return xm, big.min(-1), small.max(-1), xsmall.min(-1), xbig.max(-1)
-
-
-def _amp_start(x, y, w, c, linf):
-    """Intercept a of log(e - e_inf) = a - c x by weighted mean, for given c and e_inf."""
-    e = np.exp(y)[:, None, :]
-    resid = np.log(np.maximum(e - np.exp(linf)[..., None], 1e-12 * e))
-    a = ((resid + c[..., None] * x[:, None, :]) * w[:, None, :]).sum(-1) / np.maximum(
-        w.sum(-1)[:, None], 1e-300
-    )
-    return a
-
-
-class Saturating(Law):
-    """M2 in log space. Internally theta = (y0, m, u), a well-conditioned chart of
-    ``y = logaddexp(a - c x, l)``: y0 = y(0) (log error at the reference compute), u = a - l (the
-    power term's share at x = 0 is sigmoid(u)), m = c * sigmoid(u) (minus the local log-log
-    slope at x = 0). The usual (a, c, l) chart has a curved e_inf-vs-c valley in which
-    Levenberg-Marquardt crawls; in this one it converges in tens of iterations."""
-
-    name = "saturating"
-    param_names = ("e_inf", "b", "c")
-    theta_names = ("y0", "m", "u")
-
-    @staticmethod
-    def to_acl(th):
-        y0, m, u = th[..., 0], th[..., 1], th[..., 2]
-        s = _sigmoid(u)
-        return y0 + _logsig(u), m / s, y0 + _logsig(-u)
-
-    @staticmethod
-    def from_acl(a, c, l):
-        u = a - l
-        return np.stack([np.logaddexp(a, l), c * _sigmoid(u), u], axis=-1)
-
-    def y(self, th, x):
-        a, c, l = self.to_acl(th)
-        return np.logaddexp(a[:, None] - c[:, None] * x, l[:, None])
-
-    def jac(self, th, x):
-        a, c, l = self.to_acl(th)
-        m, u = th[:, 1:2], th[:, 2:3]
-        su = _sigmoid(u)
-        sx = _sigmoid(a[:, None] - c[:, None] * x - l[:, None])
-        d_m = -x * sx / su
-        d_u = sx * (1 - su) + x * sx * m * (1 - su) / su - (1 - sx) * su
-        return np.stack([np.ones_like(x), d_m, d_u], axis=-1)
-
-    def starts(self, x, y, w):
-        _, ymin, _, _, _ = _wstats(x, y, w)
-        cs = np.array([0.05, 0.15, 0.3, 0.6, 1.0, 2.0])
-        fr = np.array([1e-4, 0.5, 0.9])
-        C, F = np.meshgrid(cs, fr, indexing="ij")
-        C, F = C.ravel(), F.ravel()
-        G = x.shape[0]
-        c = np.broadcast_to(C, (G, C.size))
-        linf = ymin[:, None] + np.log(F)[None, :]
-        a = _amp_start(x, y, w, c, linf)
-        return self.from_acl(a, c, linf)
-
-    def bounds(self, x, y, w):
-        _, ymin, ymax, _, _ = _wstats(x, y, w)
-        G = x.shape[0]
-        lo = np.stack([ymin - 5.0, np.full(G, 1e-6), np.full(G, -20.0)], -1)
-        hi = np.stack([ymax + 5.0, np.full(G, 10.0), np.full(G, 25.0)], -1)
-        return lo, hi
-
-    def natural(self, th, x_ref):
-        a, c, l = self.to_acl(th)
-        return {"e_inf": np.exp(l), "b": np.exp(a + c * x_ref), "c": c}
-
-    def bound_notes(self, th, lo, hi):
-        out = []
-        if th[2] >= hi[2] - 1e-3:
-            out.append("no saturation visible: e_inf at its lower limit (effectively a pure power law)")
-        if th[2] <= lo[2] + 1e-3:
-            out.append("the power term is negligible: the curve is flat at e_inf")
-        if th[1] <= lo[1] * 1.001 or th[1] >= hi[1] * 0.999:
-            out.append("the local slope is at its limit")
-        return out
-
-
-class PowerLaw(Law):
-    name = "powerlaw"
-    param_names = ("b", "c")
-    theta_names = ("a", "c")  # y = a - c x
-
-    def y(self, th, x):
-        return th[:, 0:1] - th[:, 1:2] * x
-
-    def jac(self, th, x):
-        return np.stack([np.ones_like(x), -x], axis=-1)
-
-    def starts(self, x, y, w):
-        sw = np.maximum(w.sum(-1), 1e-300)
-        xm = (w * x).sum(-1) / sw
-        ym = (w * y).sum(-1) / sw
-        sxx = (w * (x - xm[:, None]) ** 2).sum(-1)
-        sxy = (w * (x - xm[:, None]) * (y - ym[:, None])).sum(-1)
-        slope = np.where(sxx > 0, sxy / np.maximum(sxx, 1e-300), 0.0)
-        a = ym - slope * xm
-        return np.stack([a, -slope], -1)[:, None, :]
-
-    def bounds(self, x, y, w):
-        G = x.shape[0]
-        lo = np.stack([np.full(G, -60.0), np.full(G, -10.0)], -1)
-        hi = np.stack([np.full(G, 60.0), np.full(G, 10.0)], -1)
-        return lo, hi
-
-    def natural(self, th, x_ref):
-        a, c = th[..., 0], th[..., 1]
-        return {"b": np.exp(a + c * x_ref), "c": c}
-
-
-class Offset(Law):
-    name = "offset"
-    param_names = ("e_inf", "b", "c", "C0")
-    theta_names = ("a", "c", "l", "d")  # y = logaddexp(a - c*logaddexp(x, d), l)
-
-    def y(self, th, x):
-        u = np.logaddexp(x, th[:, 3:4])
-        return np.logaddexp(th[:, 0:1] - th[:, 1:2] * u, th[:, 2:3])
-
-    def jac(self, th, x):
-        u = np.logaddexp(x, th[:, 3:4])
-        s = _sigmoid(th[:, 0:1] - th[:, 1:2] * u - th[:, 2:3])
-        du = _sigmoid(th[:, 3:4] - x)
-        return np.stack([s, -u * s, 1.0 - s, -th[:, 1:2] * s * du], axis=-1)
-
-    def starts(self, x, y, w):
-        _, ymin, _, xmin, xmax = _wstats(x, y, w)
-        cs = np.array([0.1, 0.3, 0.6, 1.2])
-        fr = np.array([1e-4, 0.5, 0.9])
-        ds = np.array([-6.0, 0.0, 0.5])  # offsets relative to xmin, in units of the x range
-        C, F, D = np.meshgrid(cs, fr, ds, indexing="ij")
-        C, F, D = C.ravel(), F.ravel(), D.ravel()
-        G = x.shape[0]
-        c = np.broadcast_to(C, (G, C.size))
-        linf = ymin[:, None] + np.log(F)[None, :]
-        d = xmin[:, None] + D[None, :] * np.maximum(xmax - xmin, 1.0)[:, None]
-        u = np.logaddexp(x[:, None, :], d[..., None])
-        e = np.exp(y)[:, None, :]
-        resid = np.log(np.maximum(e - np.exp(linf)[..., None], 1e-12 * e))
-        a = ((resid + c[..., None] * u) * w[:, None, :]).sum(-1) / np.maximum(w.sum(-1)[:, None], 1e-300)
-        return np.stack([a, c, linf, d], axis=-1)
-
-    def bounds(self, x, y, w):
-        _, ymin, ymax, xmin, xmax = _wstats(x, y, w)
-        G = x.shape[0]
-        lo = np.stack([np.full(G, -60.0), np.full(G, 1e-4), ymin - 25.0, xmin - 30.0], -1)
-        hi = np.stack([np.full(G, 60.0), np.full(G, 10.0), ymax + 0.5, xmax + 3.0], -1)
-        return lo, hi
-
-    def natural(self, th, x_ref):
-        a, c, l, d = th[..., 0], th[..., 1], th[..., 2], th[..., 3]
-        return {"e_inf": np.exp(l), "b": np.exp(a + c * x_ref), "c": c, "C0": np.exp(d + x_ref)}
-
-
-LAWS: dict[str, Law] = {law.name: law for law in (Saturating(), PowerLaw(), Offset())}
-
-
-class AdditiveAxes(Law):
-    """``e = E + sum_i A_i exp(-alpha_i u_i)`` over several log axes u_i (x: (G, n, m)), i.e.
-    ``e = E + sum_i A_i' X_i^-alpha_i`` (Chinchilla's approach-3 form, one term per axis).
-    theta = (log E, log A_1, alpha_1, ..., log A_m, alpha_m)."""
-
-    name = "additive"
-
-    def __init__(self, m: int):
-        self.m = m
-        self.theta_names = ("lE",) + tuple(f"{k}{i}" for i in range(m) for k in ("lA", "alpha"))
-        self.param_names = self.theta_names
-
-    def _terms(self, th, x):
-        G, n = x.shape[:2]
-        ts = [np.broadcast_to(th[:, 0:1], (G, n))]
-        for i in range(self.m):
-            ts.append(th[:, 1 + 2 * i : 2 + 2 * i] - th[:, 2 + 2 * i : 3 + 2 * i] * x[..., i])
-        return ts
-
-    @staticmethod
-    def _lse(ts):
-        mx = ts[0]
-        for t in ts[1:]:
-            mx = np.maximum(mx, t)
-        acc = np.exp(ts[0] - mx)
-        for t in ts[1:]:
-            acc += np.exp(t - mx)
-        return mx + np.log(acc)
-
-    def y(self, th, x):
-        return self._lse(self._terms(th, x))
-
-    def jac(self, th, x):
-        ts = self._terms(th, x)
-        yy = self._lse(ts)
-        J = np.empty(x.shape[:2] + (1 + 2 * self.m,))
-        J[..., 0] = np.exp(ts[0] - yy)
-        for i in range(self.m):
-            wi = np.exp(ts[1 + i] - yy)
-            J[..., 1 + 2 * i] = wi
-            J[..., 2 + 2 * i] = -wi * x[..., i]
-        return J
-
-    def starts(self, x, y, w):
-        ymin = np.where(w > 0, y, np.inf).min(1)
-        out = []
-        for a0 in (0.1, 0.3, 0.8):
-            for fe in (0.2, 0.6, 0.9):
-                amp = ymin + np.log((1 - fe) / self.m)
-                row = [ymin + np.log(fe)]
-                for _ in range(self.m):
-                    row += [amp, np.full_like(ymin, a0)]
-                out.append(np.stack(row, -1))
-        return np.stack(out, axis=1)
-
-    def bounds(self, x, y, w):
-        ymin = np.where(w > 0, y, np.inf).min(1)
-        ymax = np.where(w > 0, y, -np.inf).max(1)
-        G = x.shape[0]
-        lo = [ymin - 20.0] + [np.full(G, -40.0), np.full(G, 1e-3)] * self.m
-        hi = [ymax + 1.0] + [np.full(G, 20.0), np.full(G, 5.0)] * self.m
-        return np.stack(lo, -1), np.stack(hi, -1)
-
-
-def _sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def _logsig(z):
-    """log(sigmoid(z)), stable."""
-    return -np.logaddexp(0.0, -z)
-
+from rsscale.analysis.laws import LAWS, Law, ceiling_law
+from rsscale.analysis.laws import AdditiveAxes as AdditiveAxes  # re-exported for recommend.py
 
 # --------------------------------------------------------------------------- batched solver
 
@@ -340,12 +66,14 @@ def lm_batch(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vectorised Levenberg-Marquardt on a weighted Huber loss, one problem per batch row.
 
-    x, y, w: (G, n) (w = 0 pads); th0: (G, p). Returns (theta, converged, cost), where cost is
+    x, y, w: (G, n) (w = 0 pads); th0: (G, p); delta: scalar, (G,) or per point (G, n).
+    Returns (theta, converged, cost), where cost is
     ``sum w * huber(r)`` and converged is True where ftol/xtol/gtol was met (scipy's meaning).
     """
     G = x.shape[0]
     p = th0.shape[1]
-    delta_all = np.broadcast_to(np.asarray(delta, float), (G,))[:, None]
+    d = np.asarray(delta, float)
+    delta_all = np.broadcast_to(d, x.shape) if d.ndim == 2 else np.broadcast_to(d, (G,))[:, None]
     th = th0.copy()
     if lo is not None:
         th = np.clip(th, lo, hi)
@@ -380,6 +108,16 @@ def lm_batch(
         A = np.matmul(JWt, J)
         g = np.matmul(JWt, ra[..., None])[..., 0]
         dA = np.diagonal(A, axis1=1, axis2=2)
+        if loa is not None:
+            # active set: a parameter at a bound whose gradient points outward is frozen for
+            # this step (else clipped steps crawl along the bound and never meet the tolerances)
+            act = ((tha <= loa + 1e-12 * (1 + np.abs(loa))) & (g > 0)) | (
+                (tha >= hia - 1e-12 * (1 + np.abs(hia))) & (g < 0)
+            )
+            if act.any():
+                free = ~act
+                g = np.where(act, 0.0, g)
+                A = A * free[:, :, None] * free[:, None, :]
         gconv = np.abs(g).max(-1) <= gtol
         scale = np.maximum(dA, 1e-12 * np.maximum(dA.max(-1, keepdims=True), 1e-300))
         M = A + (lam[:, None, None] * scale[:, :, None]) * eye + 1e-14 * eye
@@ -435,16 +173,18 @@ class FitResult:
     huber_delta: float
     notes: list[str] = field(default_factory=list)
     rms_log_resid: float = float("nan")
+    law_obj: Law | None = None  # the law instance (the ceiling law carries its e0)
+    selection: dict[str, Any] = field(default_factory=dict)  # how the law was chosen, if it was
 
     @property
     def lawobj(self) -> Law:
-        return LAWS[self.law]
+        return self.law_obj if self.law_obj is not None else LAWS[self.law]
 
     def log_err(self, C: np.ndarray, boot: bool = False) -> np.ndarray:
         """log predicted error at compute C: (len(C),) or, with boot, (B, len(C))."""
         xx = np.log(np.asarray(C, float)) - self.x_ref
         th = self.boot_theta if boot else self.theta[None, :]
-        th = np.where(np.isfinite(th), th, 0.0)
+        th = np.where(np.isfinite(th), th, self.theta[None, :])  # dropped rows: masked below
         out = self.lawobj.y(th, np.broadcast_to(xx, (th.shape[0], xx.size)))
         if boot:
             out = np.where(self.boot_ok[:, None], out, np.nan)
@@ -484,8 +224,9 @@ class FitResult:
             c_max=self.c_range[1],
             huber_delta=self.huber_delta,
             rms_log_resid=self.rms_log_resid,
-            notes="; ".join(self.notes),
         )
+        row.update(self.selection)
+        row["notes"] = "; ".join(self.notes)
         return row
 
 
@@ -515,13 +256,25 @@ def _pad(curves: list[CurveData]) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return x, y, w, xref
 
 
-def _solve_chunked(law, x, y, w, th0, delta, lo, hi, max_iter, chunk_elems=2_000_000):
+def _solve_chunked(law, x, y, w, th0, delta, lo, hi, max_iter, chunk_elems=2_000_000, tol=1e-8):
     G, n = x.shape[:2]
     step = max(1, chunk_elems // max(n * law.n_params, 1))
     outs_t, outs_c, outs_f = [], [], []
     for s in range(0, G, step):
         sl = slice(s, s + step)
-        t, c, f = lm_batch(law, x[sl], y[sl], w[sl], th0[sl], delta[sl], lo[sl], hi[sl], max_iter=max_iter)
+        t, c, f = lm_batch(
+            law,
+            x[sl],
+            y[sl],
+            w[sl],
+            th0[sl],
+            delta[sl],
+            lo[sl],
+            hi[sl],
+            max_iter=max_iter,
+            ftol=tol,
+            xtol=tol,
+        )
         outs_t.append(t)
         outs_c.append(c)
         outs_f.append(f)
@@ -563,8 +316,20 @@ def _polish(law: Law, x, y, th0, delta, lo, hi) -> tuple[np.ndarray, dict[str, A
     th0 = np.clip(th0, lo + 1e-12 * np.abs(lo), hi - 1e-12 * np.abs(hi))
     th0 = np.minimum(np.maximum(th0, lo), hi)
 
+    d2 = np.broadcast_to(np.asarray(delta, float), y.shape) ** 2
+
     def fun(t):
         return law.y(t[None, :], x[None, :])[0] - y
+
+    def loss(z):
+        """Huber in scipy's z = r**2 form, with a threshold per point (f_scale = 1)."""
+        big = z > d2
+        sz = np.sqrt(np.maximum(z, 1e-300))
+        d = np.sqrt(d2)
+        rho = np.where(big, 2 * d * sz - d2, z)
+        r1 = np.where(big, d / sz, 1.0)
+        r2 = np.where(big, -0.5 * d / (sz * np.maximum(z, 1e-300)), 0.0)
+        return np.stack([rho, r1, r2])
 
     def jac(t):
         return law.jac(t[None, :], x[None, :])[0]
@@ -577,8 +342,7 @@ def _polish(law: Law, x, y, th0, delta, lo, hi) -> tuple[np.ndarray, dict[str, A
                 th0,
                 jac=jac,
                 bounds=(lo, hi),
-                loss="huber",
-                f_scale=float(delta),
+                loss=loss,
                 method="trf",
                 x_scale="jac",
                 max_nfev=2000,
@@ -593,6 +357,16 @@ def _polish(law: Law, x, y, th0, delta, lo, hi) -> tuple[np.ndarray, dict[str, A
         return res.x, info
     except Exception as e:  # pragma: no cover - defensive: scipy rejects odd inputs
         return th0, {"status": -99, "success": False, "message": f"least_squares failed: {e}", "nfev": 0}
+
+
+def point_deltas(delta: np.ndarray, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per-point Huber thresholds (G, n): ``delta`` everywhere except at each curve's largest
+    compute value, whose cells keep the squared loss. The last points are the most informative
+    about the extrapolation, and on a nearly flat curve a robust threshold scaled from the other
+    residuals would treat a real final drop as an outlier."""
+    xmax = np.where(w > 0, x, -np.inf).max(1, keepdims=True)
+    last = (w > 0) & (x >= xmax - 1e-12)
+    return np.where(last, 1e6, np.asarray(delta, float).reshape(-1, 1) * np.ones_like(x))
 
 
 def _auto_delta(law: Law, x, y, w, max_iter):
@@ -619,31 +393,49 @@ def fit_curves(
     n_boot: int = 1000,
     seed: int = 0,
     ci_level: float = 0.9,
-    huber_delta: float | str = "auto",
+    huber_delta: float | str | np.ndarray = "auto",
     min_points: dict[str, int] | None = None,
     fallback: str | None = "powerlaw",
     max_iter: int = 2000,
     inflate: bool = True,
     bootstrap: str = "auto",
     case_min_points: int = 10,
+    e0: float | list[float | None] | None = None,
+    protect_last: bool = True,
+    polish: bool = True,
+    boot_max_iter: int = 300,
+    boot_tol: float = 1e-5,
 ) -> list[FitResult]:
     """Fit ``law`` to every curve (with a fallback for short curves) plus bootstrap CIs.
 
     All curves and all their bootstrap resamples are solved together in one vectorised batch.
     ``min_points`` gives, per law, the fewest distinct compute values it is fitted to
-    (default: saturating 6, offset 7, powerlaw 2: at least 3 residual degrees of freedom); a
-    shorter curve gets ``fallback``, with a note.
+    (default: saturating 6, offset 7, ceiling 7, powerlaw 2: at least 3 residual degrees of
+    freedom); a shorter curve gets ``fallback``, with a note.
+
+    ``e0``: the ceiling law's random-guess error, one value for all curves or one per curve
+    (None: 1.0). ``protect_last`` keeps the squared loss at each curve's largest compute
+    value (:func:`point_deltas`). ``polish=False`` skips the per-curve scipy polish (for the
+    many throw-away fits of a held-out comparison). ``boot_max_iter`` caps the bootstrap refits'
+    iterations (they start at the optimum; the few that crawl past 300 iterations kept the whole
+    batch looping for little: they are counted as not converged and dropped instead);
+    ``boot_tol``: their relative tolerance on cost decrease and step (1e-5: the refits start at
+    the optimum, and a finer tolerance moved the intervals by far less than their width while
+    tripling the bootstrap time of the 4-parameter laws).
 
     ``bootstrap``: ``cases`` resamples cells with replacement; ``residuals`` keeps the cells and
     resamples their (centred, dof-rescaled) log residuals around the fit; ``auto`` (default)
     uses cases for curves with at least ``case_min_points`` distinct compute values and
     residuals below that, where case resamples lose too many of the few design points.
     """
-    mp = {"saturating": 6, "offset": 7, "powerlaw": 2}
+    mp = {"saturating": 6, "offset": 7, "ceiling": 7, "powerlaw": 2}
     mp.update(min_points or {})
+    e0s = list(e0) if isinstance(e0, (list, tuple, np.ndarray)) else [e0] * len(curves)
+    if len(e0s) != len(curves):
+        raise ValueError(f"fit_curves: {len(e0s)} e0 values for {len(curves)} curves")
     rng = np.random.default_rng(seed)
     results: list[FitResult | None] = [None] * len(curves)
-    by_law: dict[str, list[int]] = {}
+    by_law: dict[tuple[str, float | None], list[int]] = {}
     notes: dict[int, list[str]] = {}
     for i, c in enumerate(curves):
         C = np.asarray(c.C, float)
@@ -666,23 +458,40 @@ def fit_curves(
                 notes[i].append(f"only {nu} distinct compute values: no fit")
                 chosen = ""
         if chosen:
-            by_law.setdefault(chosen, []).append(i)
-    for lname, idx in by_law.items():
-        lw = LAWS[lname]
+            by_law.setdefault((chosen, e0s[i] if chosen == "ceiling" else None), []).append(i)
+    for (lname, le0), idx in by_law.items():
+        lw = ceiling_law(le0) if lname == "ceiling" else LAWS[lname]
         sub = [curves[i] for i in idx]
         x, y, w, xref = _pad(sub)
         G = len(sub)
-        if huber_delta == "auto":
+        if isinstance(huber_delta, str):
+            if huber_delta != "auto":
+                raise ValueError(f"huber_delta: a number, one per curve, or 'auto', got {huber_delta!r}")
             delta = _auto_delta(lw, x, y, w, max_iter)
+        elif np.ndim(huber_delta) == 1:
+            delta = np.asarray(huber_delta, float)[idx]
         else:
             delta = np.full(G, float(huber_delta))
-        th, _, mconv, near, S, lo, hi = _multistart(lw, x, y, w, delta, max_iter)
+        dp = point_deltas(delta, x, w) if protect_last else np.repeat(delta[:, None], x.shape[1], 1)
+        th, _, mconv, near, S, lo, hi = _multistart(lw, x, y, w, dp, max_iter)
         infos = []
         for g in range(G):
             m = w[g] > 0
-            tp, info = _polish(lw, x[g, m], y[g, m], th[g], delta[g], lo[g], hi[g])
-            cost_ms = (_huber(lw.y(th[g : g + 1], x[g : g + 1, m])[0] - y[g, m], delta[g])).sum()
-            cost_p = (_huber(lw.y(tp[None], x[g : g + 1, m])[0] - y[g, m], delta[g])).sum()
+            if not polish:
+                infos.append(
+                    {
+                        "status": None,
+                        "success": False,
+                        "message": "not polished",
+                        "starts": int(S),
+                        "starts_near_best": int(near[g]),
+                        "multistart_converged": bool(mconv[g]),
+                    }
+                )
+                continue
+            tp, info = _polish(lw, x[g, m], y[g, m], th[g], dp[g, m], lo[g], hi[g])
+            cost_ms = (_huber(lw.y(th[g : g + 1], x[g : g + 1, m])[0] - y[g, m], dp[g, m])).sum()
+            cost_p = (_huber(lw.y(tp[None], x[g : g + 1, m])[0] - y[g, m], dp[g, m])).sum()
             if np.isfinite(cost_p) and cost_p <= cost_ms * (1 + 1e-9) + 1e-15:
                 th[g] = tp
             info["starts"] = int(S)
@@ -725,10 +534,11 @@ def fit_curves(
                 Y.reshape(G * B, -1),
                 W.reshape(G * B, -1),
                 _rep(th, B),
-                _rep(delta, B),
+                _rep(dp, B),
                 _rep(lo, B),
                 _rep(hi, B),
-                max_iter,
+                min(max_iter, boot_max_iter),
+                tol=boot_tol,
             )
             bth = bth.reshape(G, B, -1)
             bok = bconv.reshape(G, B) & (nuniq >= lw.n_params) & np.isfinite(bth).all(-1)
@@ -801,6 +611,7 @@ def fit_curves(
                 huber_delta=float(delta[j]),
                 notes=notes[g],
                 rms_log_resid=float(np.sqrt(np.mean(r**2))) if r.size else float("nan"),
+                law_obj=lw,
             )
     out = []
     for i, r in enumerate(results):
@@ -828,6 +639,13 @@ def fit_curves(
     return out
 
 
+def auto_deltas(curves: list[CurveData], law: str = "saturating", max_iter: int = 200) -> np.ndarray:
+    """The automatic Huber threshold of each curve (as ``huber_delta="auto"`` computes it for
+    ``law``), to reuse across many fits of parts of the same curves."""
+    x, y, w, _ = _pad(curves)
+    return _auto_delta(LAWS[law], x, y, w, max_iter)
+
+
 def fit_curve(C, err, law: str = "saturating", **kw) -> FitResult:
     """Fit one curve (see :func:`fit_curves`)."""
     return fit_curves([CurveData(None, np.asarray(C, float), np.asarray(err, float))], law=law, **kw)[0]
@@ -838,9 +656,10 @@ def fit_curve(C, err, law: str = "saturating", **kw) -> FitResult:
 
 def compare_estimators(
     curves: list[CurveData],
-    laws: tuple[str, ...] = ("saturating", "offset", "powerlaw"),
+    laws: tuple[str, ...] = ("saturating", "offset", "ceiling", "powerlaw"),
     holdout_frac: float = 0.2,
     huber_delta: float | str = "auto",
+    e0: float | list[float | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Extrapolation test: hold out the largest-compute cells, fit each law on the rest.
 
@@ -850,8 +669,9 @@ def compare_estimators(
     Returns one row per (curve, law).
     """
     rows = []
-    train, test = [], []
-    for c in curves:
+    train, test, e0_tr = [], [], []
+    e0s = list(e0) if isinstance(e0, (list, tuple, np.ndarray)) else [e0] * len(curves)
+    for c, ce0 in zip(curves, e0s):
         C = np.asarray(c.C, float)
         u = np.unique(C)
         k = max(1, int(round(holdout_frac * u.size)))
@@ -861,6 +681,7 @@ def compare_estimators(
         tr = cut > C
         train.append(CurveData(c.key, C[tr], np.asarray(c.err)[tr]))
         test.append((C[~tr], np.asarray(c.err, float)[~tr], u.size - k))
+        e0_tr.append(ce0)
     if not train:
         return rows
     for lname in laws:
@@ -870,6 +691,8 @@ def compare_estimators(
             n_boot=0,
             huber_delta=huber_delta,
             fallback=None,
+            e0=e0_tr,
+            polish=False,  # a diagnostic over many fits: the vectorised multi-start suffices
         )
         for f, (Ct, et, ntr) in zip(fits, test):
             if f.law == "none":

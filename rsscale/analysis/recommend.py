@@ -67,8 +67,10 @@ import pandas as pd
 
 from rsscale.analysis.fit import CurveData, FitResult, compare_estimators, fit_curves
 from rsscale.analysis.joint import fit_joint
+from rsscale.analysis.laws import KNOWN_CLASSES, random_guess_error
 from rsscale.analysis.power import equivalence_confidence, power_summary
 from rsscale.analysis.regimes import cross_regime_verdict, regime_info, regime_keys
+from rsscale.analysis.selection import fit_selected
 
 EFFICIENTNET_EXPONENT = math.log(1.15) / math.log(2.0)
 # Released EfficientNet B0-B7 (width, depth, resolution) coefficients.
@@ -104,7 +106,11 @@ class Settings:
     equivalence_margin: float = 0.05
     # the same for the resolution exponent k around EfficientNet's 0.2016
     resolution_margin: float = 0.05
-    law: str = "saturating"
+    # "auto": each path's law chosen by held-out extrapolation (rsscale/analysis/selection.py)
+    law: str = "auto"
+    # class count for the ceiling law's e0 = 1 - 1/num_classes (None: from the table's
+    # num_classes column or the dataset name, else e0 = 1)
+    num_classes: int | None = None
     huber_delta: float | str = "auto"
     min_path_points: int = 3
     grid_points: int = 50
@@ -158,6 +164,7 @@ class Analysis:
     dvw_curves: dict[tuple, dict[str, np.ndarray]] = field(default_factory=dict)  # (regime, measure, res)
     regimes: dict[str, dict[str, Any]] = field(default_factory=dict)  # rsscale.analysis.regimes
     cross_regime: dict[str, Any] = field(default_factory=dict)
+    e0: float | None = None  # the ceiling law's random-guess error (None: unknown, 1.0 used)
 
     def fits_table(self) -> pd.DataFrame:
         """One row per fitted path; the saturating law's columns are always present (NaN for
@@ -350,8 +357,21 @@ def analyze_dataset(df: pd.DataFrame, st: Settings | None = None, dataset: str =
             "no scaling path with two or more distinct compute values (is depth, width or "
             "resolution varied at the base model?)"
         )
-    fits = fit_curves(
-        curves, law=st.law, n_boot=st.n_boot, seed=st.seed, ci_level=st.ci_level, huber_delta=st.huber_delta
+    ncls = st.num_classes
+    if ncls is None and "num_classes" in df.columns and df["num_classes"].notna().any():
+        ncls = int(df["num_classes"].dropna().iloc[0])
+    ncls = ncls if ncls is not None else KNOWN_CLASSES.get(dataset)
+    an.e0 = random_guess_error(ncls)
+    fit = fit_selected if st.law == "auto" else fit_curves
+    kw = {} if st.law == "auto" else {"law": st.law}
+    fits = fit(
+        curves,
+        n_boot=st.n_boot,
+        seed=st.seed,
+        ci_level=st.ci_level,
+        huber_delta=st.huber_delta,
+        e0=an.e0,
+        **kw,
     )
     grouped: dict[str, list[tuple[str, str]]] = {}
     for (strategy, m, e, r, fixed, ids, g), f in zip(meta, fits):
@@ -367,7 +387,9 @@ def analyze_dataset(df: pd.DataFrame, st: Settings | None = None, dataset: str =
             an.notes.append(f"{len(items)} fits: {items[0][1]} (e.g. {eg})")
     # estimator comparison by extrapolation (FLOPs paths with enough points)
     ecurves = [c for c in curves if c.key[1] == "flops" and np.unique(c.C).size >= 6]
-    an.estimators = compare_estimators(ecurves, holdout_frac=st.holdout_frac, huber_delta=st.huber_delta)
+    an.estimators = compare_estimators(
+        ecurves, holdout_frac=st.holdout_frac, huber_delta=st.huber_delta, e0=an.e0
+    )
     an.depth_vs_width = depth_vs_width(an, df)
     an.cross_regime = cross_regime_verdict(an.depth_vs_width, info)
     an.resolution = resolution_recommendation(an, df)

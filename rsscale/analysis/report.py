@@ -26,6 +26,7 @@ from rsscale.analysis import plots
 from rsscale.analysis.load import schema_markdown
 from rsscale.analysis.pareto import COSTS, mark_pareto
 from rsscale.analysis.power import describe
+from rsscale.analysis.predict import prediction_table
 from rsscale.analysis.recommend import Analysis, Settings, analyze_dataset
 from rsscale.analysis.regimes import label as regime_label
 from rsscale.analysis.regimes import sentence as regime_sentence
@@ -144,12 +145,20 @@ def write_report(
     settings: Settings | None = None,
     figures: bool = True,
     sources: list[str] | None = None,
+    predict_at: list[float] | None = None,
 ) -> dict[str, Any]:
     """Analyse ``df`` (a normalised table from :func:`rsscale.analysis.load.load_results`) and
     write the report into ``out_dir``. Returns the recommendations dict (as in the JSON).
 
+    ``predict_at``: target FLOPs per image; each FLOPs path's predicted error there, with its
+    interval, goes to predictions.csv and the report.
+
     Raises :class:`NoUsableCells` when nothing can be fitted (the summary table is still written).
     """
+    targets = [float(c) for c in (predict_at or [])]
+    bad = [c for c in targets if not (np.isfinite(c) and c > 0)]
+    if bad:
+        raise ValueError(f"--predict-at: target compute must be positive FLOPs, got {bad}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     st = settings or Settings()
@@ -160,12 +169,16 @@ def write_report(
         raise NoUsableCells("; ".join(f"{k}: {v}" for k, v in errors.items()))
     primary = max(analyses, key=lambda k: int((df["dataset"].fillna("unknown") == k).sum()))
     multi = len(analyses) > 1
-    fits, ests, fig_files = [], [], []
+    fits, ests, fig_files, preds = [], [], [], []
     for ds, an in analyses.items():
         ft = an.fits_table()
         if not ft.empty:
             ft.insert(0, "dataset", ds)
             fits.append(ft)
+        if targets:
+            pt = prediction_table(an.paths, targets, st.ci_level)
+            pt.insert(0, "dataset", ds)
+            preds.append(pt)
         if an.estimators:
             et = pd.DataFrame(an.estimators)
             et.insert(0, "dataset", ds)
@@ -180,6 +193,9 @@ def write_report(
     est_df = pd.concat(ests, ignore_index=True) if ests else pd.DataFrame()
     fits_df.to_csv(out / "fits.csv", index=False)
     est_df.to_csv(out / "estimators.csv", index=False)
+    pred_df = pd.concat(preds, ignore_index=True) if preds else pd.DataFrame()
+    if targets:
+        pred_df.to_csv(out / "predictions.csv", index=False)
     rec = analyses[primary].recommendations()
     rec = {
         "generated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -203,11 +219,13 @@ def write_report(
             .reset_index()
             .to_dict("records")
         )
+    if not pred_df.empty:
+        rec["predictions"] = pred_df.to_dict("records")
     rec["figures"] = [str(Path(f).relative_to(out)) for f in fig_files]
     rec = _clean(rec)
     atomic_write_text(out / "recommendations.json", json.dumps(rec, indent=1) + "\n")
     atomic_write_text(
-        out / "recommendations.md", render_markdown(rec, analyses, summary, fits_df, est_df, primary)
+        out / "recommendations.md", render_markdown(rec, analyses, summary, fits_df, est_df, primary, pred_df)
     )
     return rec
 
@@ -277,6 +295,7 @@ def render_markdown(
     fits_df: pd.DataFrame,
     est_df: pd.DataFrame,
     primary: str,
+    pred_df: pd.DataFrame | None = None,
 ) -> str:
     st = analyses[primary].settings
     L: list[str] = []
@@ -407,6 +426,9 @@ def render_markdown(
         L.append(_md_table(fits_df[cols], 40))
         nconv = int((~fits_df["converged"].astype(bool)).sum())
         L.append(f"\nOptimiser convergence: {len(fits_df) - nconv} of {len(fits_df)} fits converged.\n")
+        L.append(law_choice_markdown(fits_df))
+    if pred_df is not None and not pred_df.empty:
+        L.append(prediction_markdown(pred_df, st.ci_level))
     L.append("\n## Estimators compared by extrapolation\n")
     if est_df.empty:
         L.append("No path had 6 or more distinct compute values: no held-out comparison.\n")
@@ -445,14 +467,63 @@ def render_markdown(
     return "\n".join(L) + "\n"
 
 
+def law_choice_markdown(fits_df: pd.DataFrame) -> str:
+    """How each path's law was chosen: counts per law and rule, median held-out error."""
+    if "law_choice" not in fits_df:
+        return ""
+    L = ["\n### Law choice\n"]
+    L.append(
+        "Each path's law is chosen by held-out extrapolation (rsscale/analysis/selection.py): fitted "
+        "below the largest compute values, scored by the RMS log error on them (`heldout_rmse`); "
+        "among the ranked laws with the most parameters, the lowest score wins; short paths fall "
+        "back to fewer parameters (`law_choice`). Per candidate: `heldout_rmse_<law>` in fits.csv.\n"
+    )
+    g = fits_df.groupby(["law", "law_choice"], dropna=False)
+    agg = g.agg(paths=("law", "size"), median_heldout_rmse=("heldout_rmse", "median")).reset_index()
+    L.append(_md_table(agg))
+    return "\n".join(L) + "\n"
+
+
+def prediction_markdown(pred_df: pd.DataFrame, level: float) -> str:
+    """The predicted error of each FLOPs path at each --predict-at target, with its interval."""
+    L = ["\n## Predicted error at target compute\n"]
+    L.append(
+        f"Each FLOPs path's chosen law at the target FLOPs per image, with the {level:.0%} bootstrap "
+        "interval; `extrapolation` = target / the path's largest fitted FLOPs (above 1: beyond the "
+        "data, and the interval covers only the fit's noise). Full table: `predictions.csv`.\n"
+    )
+    t = pred_df.copy()
+    t["interval"] = [f"[{_fmt(a, 4)}, {_fmt(b, 4)}]" for a, b in zip(t["error_lo"], t["error_hi"])]
+    cols = [
+        c
+        for c in (
+            "dataset",
+            "strategy",
+            "epochs",
+            "resolution",
+            "law",
+            "target_flops",
+            "error",
+            "interval",
+            "extrapolation",
+        )
+        if c in t
+    ]
+    L.append(_md_table(t[cols], 40))
+    return "\n".join(L) + "\n"
+
+
 METHOD = """\
 - **Scaling paths** from a base model (smallest depth and width of the grid unless set): the depth
   path varies depth at the base width, the width path varies width at the base depth, at each
   (resolution, epoch budget); the resolution path varies resolution at the base depth and width.
-- **Fits**: `e(C) = e_inf + b C^-c` (C = FLOPs, or measured train-step time), Huber loss on log
-  error (delta: 1.345 x robust residual scale, at least 1e-3), {st.law} law, multi-start grid then
-  scipy `least_squares(loss="huber")`, whose status is reported. Paths with fewer than 5 distinct
-  compute values get the log-linear form `log e = a - c log C` instead (noted per fit).
+- **Fits**: law `{st.law}` (`auto`: per path, by held-out extrapolation among `powerlaw`,
+  `saturating` `e_inf + b C^-c`, `offset` `e_inf + b (C + C0)^-c` and `ceiling` (M4)
+  `(e - e_inf)/(e0 - e)^alpha = beta C^-c`, e0 the random-guess error; see "Law choice"), C = FLOPs
+  or measured train-step time, Huber loss on log error (delta: 1.345 x robust residual scale, at
+  least 1e-3; the cells at a path's largest compute keep the squared loss), multi-start grid then
+  scipy `least_squares`, whose status is reported. Paths too short for a law get fewer parameters,
+  down to the log-linear form `log e = a - c log C` (noted per fit).
 - **Uncertainty**: {st.n_boot} bootstrap resamples; over cells (resampled with replacement, spread
   widened by sqrt(n/(n-p))) for paths with >= 10 distinct compute values, over residuals (fixed
   cells, centred log residuals rescaled by sqrt(n/(n-p))) for shorter paths, where case resamples

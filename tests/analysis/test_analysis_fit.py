@@ -49,7 +49,7 @@ def test_estimator_comparison_prefers_the_true_form():
     curves = [CurveData(s, *_curve(200 + s)) for s in range(20)]
     rows = pd.DataFrame(compare_estimators(curves))
     med = rows.groupby("law")["mean_abs_log_err"].median()
-    assert set(med.index) == {"saturating", "offset", "powerlaw"}
+    assert set(med.index) == {"saturating", "offset", "ceiling", "powerlaw"}
     assert med["saturating"] < med["powerlaw"]
     assert (rows["extrap_ratio"] > 1).all()
 
