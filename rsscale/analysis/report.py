@@ -3,7 +3,8 @@
 ``write_report(df, out_dir)`` analyses each dataset in ``df`` separately (never pooling two
 datasets in one fit) and writes into ``out_dir``::
 
-    recommendations.json   machine-readable recommendations (schema in the module doc of recommend)
+    recommendations.json   machine-readable recommendations (one entry per question of
+                           rsscale.analysis.questions, whose module docs give the method)
     recommendations.md     the same for people, with the method, the notes and the tables
     fits.csv               every fitted scaling path: law, parameters with CIs, convergence
     estimators.csv         held-out extrapolation error of each law on each path
