@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from rsscale import analyze
 from rsscale.analysis.load import load_results, normalize
+from rsscale.analysis.power import power_summary
 from rsscale.analysis.questions import QUESTIONS, Answer, Question, ResolveOption, register, unregister
 from rsscale.analysis.recommend import Settings, analyze_dataset
+from rsscale.analysis.regimes import cross_regime_verdict
 from rsscale.analysis.report import write_report
 from tests.analysis.conftest import paper_table
 
@@ -122,3 +125,31 @@ def test_resolve_option_rejects_impossible_factors():
         ResolveOption("q", "depth", 0.5, 0)
     with pytest.raises(ValueError, match="more_seeds_per_cell"):
         ResolveOption("q", "depth", 2.0, -1)
+
+
+def test_an_open_cross_regime_verdict_asks_for_the_undecided_regimes_only():
+    rng = np.random.default_rng(0)
+    kw = dict(min_effect=0.01, margin=0.05, threshold=0.9, n_cells=5)
+    dvw = {
+        "10": {
+            "winner": "width",
+            "confidence": 0.99,
+            "power": power_summary(0.2, 0.2 + 0.02 * rng.standard_normal(500), **kw),
+        },
+        "350": {
+            "winner": "inconclusive",
+            "confidence": None,
+            "power": power_summary(-0.08, -0.08 + 0.06 * rng.standard_normal(500), **kw),
+        },
+    }
+    info = {
+        k: {"epochs": float(k), "train_size": None, "n_cells": 50, "generalization_gap": None} for k in dvw
+    }
+    v = cross_regime_verdict(dvw, info)
+    assert v["verdict"] == "inconclusive" and list(v["to_resolve"]) == ["350"]
+    q = next(q for q in QUESTIONS if q.name == "cross_regime")
+    opt = q.resolve(Answer(q.name, v["verdict"], None, {**v, "depth_vs_width": dvw}))
+    best = min(dvw["350"]["power"]["to_resolve"].items(), key=lambda kv: kv[1]["data_factor"])
+    assert opt.scope == ("350",) and opt.paths == ("depth@350", "width@350")
+    assert opt.verdict == best[0] and opt.data_factor == pytest.approx(best[1]["data_factor"])
+    assert opt.data_factor > 1 and opt.cells_per_path > opt.cells_per_path_now == 5
