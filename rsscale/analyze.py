@@ -18,10 +18,8 @@ import time
 from pathlib import Path
 
 from rsscale.analysis.load import LoadError, is_sweep_dir, load_results
-from rsscale.analysis.recommend import Settings
-from rsscale.analysis.regimes import label as regime_label
-from rsscale.analysis.regimes import sentence as regime_sentence
 from rsscale.analysis.report import NoUsableCells, write_report
+from rsscale.analysis.study import Settings
 from rsscale.cli import parse_args
 from rsscale.layout import SweepLayout
 
@@ -159,26 +157,9 @@ def run(args: argparse.Namespace) -> int:
     for n in rec.get("notes", []):
         if n not in seen:
             print(f"analyze: note: {n}", file=sys.stderr)
-    regs = rec.get("regimes") or {}
-    for e, v in rec.get("depth_vs_width", {}).items():
-        conf = v.get("confidence")
-        mdd = (v.get("power") or {}).get("minimal_detectable_difference")
-        print(
-            f"  depth vs width, {regime_label(regs[e]) if e in regs else f'{e} epochs'}: {v.get('winner')}"
-            + (f" (confidence {conf:.2f})" if conf is not None else "")
-            + (f"; minimal detectable difference {mdd:.3f} log error" if mdd is not None else "")
-        )
-    cross = rec.get("cross_regime") or {}
-    if len(rec.get("regimes") or {}) > 1:
-        print(f"  across regimes: {regime_sentence(cross)}")
-    r = rec.get("resolution", {})
-    k = r.get("exponent")
-    print(
-        f"  resolution: exponent {k:.3f} vs EfficientNet {r['efficientnet_exponent']:.3f}: {r.get('verdict')}"
-        f" (joint-law form favoured: {(r.get('form') or {}).get('favoured', '-')})"
-        if k is not None
-        else f"  resolution: {r.get('verdict')} ({r.get('reason')})"
-    )
+    for q in (rec.get("questions") or {}).values():  # rsscale.analysis.questions, in order
+        for line in q.get("summary") or []:
+            print(f"  {line}")
     for C in args.predict_at or []:
         rows = [p for p in rec.get("predictions", []) if p["target_flops"] == C and p["error"] is not None]
         for strat in ("depth", "width", "resolution"):

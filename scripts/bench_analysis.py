@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rsscale.analysis import plots, synthetic  # noqa: E402
+from rsscale.analysis import figures, synthetic  # noqa: E402
 from rsscale.analysis.load import load_results  # noqa: E402
 from rsscale.analysis.pareto import mark_pareto  # noqa: E402
 from rsscale.analysis.recommend import Settings, analyze_dataset  # noqa: E402
@@ -77,7 +77,7 @@ def main() -> int:
         print(f"bench: {'full report without figures':40s} {time.perf_counter() - t:7.2f} s")
         if a.figures:
             t = time.perf_counter()
-            files = plots.all_figures(an, df, Path(tmp) / "figs")
+            files = figures.all_figures(an, df, Path(tmp) / "figs")
             print(f"bench: {'figures (' + str(len(files)) + ' files)':40s} {time.perf_counter() - t:7.2f} s")
     return 0
 

@@ -100,3 +100,88 @@ def test_no_import_cycles_between_modules():
         if node not in state:
             visit(node, [])
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+ROOT = PKG.parent
+ANALYSIS = PKG / "analysis"
+
+
+def private_imports(path: Path) -> list[str]:
+    """`from rsscale.x import _name` and `module._name` on an imported rsscale module: the private
+    names of another module that `path` uses (its own are fine; dunders are not private)."""
+    tree = ast.parse(path.read_text())
+    own = module_name(path) if path.is_relative_to(PKG) else None
+    aliases: dict[str, str] = {}
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and (node.module or "").startswith("rsscale")
+            and node.module != own
+        ):
+            for a in node.names:
+                if a.name.startswith("_") and not a.name.startswith("__"):
+                    found.append(f"{node.module}.{a.name}")
+                elif (ROOT / f"{node.module}.{a.name}".replace(".", "/")).with_suffix(".py").exists():
+                    aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("rsscale") and a.asname:
+                    aliases[a.asname] = a.name
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            found.append(f"{aliases[node.value.id]}.{node.attr}")
+    return sorted(set(found))
+
+
+def test_analysis_modules_use_no_private_names_of_other_modules():
+    wrong = {str(p.relative_to(ROOT)): private_imports(p) for p in sorted(ANALYSIS.rglob("*.py"))}
+    wrong = {k: v for k, v in wrong.items() if v}
+    assert not wrong, f"private names used across modules (make them public or move them): {wrong}"
+
+
+def test_private_import_check_sees_both_spellings(tmp_path):
+    f = tmp_path / "probe.py"
+    f.write_text(
+        "from rsscale.analysis.power import _replication, describe\n"
+        "from rsscale.analysis import power as pw\n"
+        "x = pw._replication, pw.describe, pw.__doc__\n"
+    )
+    assert private_imports(f) == ["rsscale.analysis.power._replication"]
+
+
+def imports_tests(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import) and any(
+            a.name == "tests" or a.name.startswith("tests.") for a in node.names
+        ):
+            return True
+        if (
+            isinstance(node, ast.ImportFrom)
+            and not node.level
+            and (node.module or "").split(".")[0] == "tests"
+        ):
+            return True
+    return False
+
+
+def test_shipped_code_and_scripts_never_import_tests():
+    files = sorted(PKG.rglob("*.py")) + sorted((ROOT / "scripts").rglob("*.py"))
+    wrong = [str(p.relative_to(ROOT)) for p in files if imports_tests(p)]
+    assert not wrong, f"shipped code or scripts import tests/ (move the helper into rsscale/): {wrong}"
+
+
+def test_tests_import_check_sees_both_spellings(tmp_path):
+    for src, bad in (
+        ("import tests.analysis.synthetic_laws\n", True),
+        ("from tests import conftest\n", True),
+        ("from rsscale.analysis import synthetic\n", False),
+    ):
+        (tmp_path / "probe.py").write_text(src)
+        assert imports_tests(tmp_path / "probe.py") is bad, src

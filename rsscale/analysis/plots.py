@@ -24,11 +24,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
+from rsscale.analysis.efficientnet import EFFICIENTNET_EXPONENT, efficientnet_table_exponent  # noqa: E402
 from rsscale.analysis.pareto import COSTS, pareto_mask  # noqa: E402
-from rsscale.analysis.recommend import EFFICIENTNET_EXPONENT, Analysis, efficientnet_table_exponent  # noqa: E402
 from rsscale.analysis.regimes import label as regime_label  # noqa: E402
 from rsscale.analysis.regimes import regime_keys  # noqa: E402
 from rsscale.analysis.regimes import sentence as regime_sentence  # noqa: E402
+from rsscale.analysis.study import Analysis  # noqa: E402
 
 STRAT_COLOR = {"depth": "tab:blue", "width": "tab:orange", "resolution": "tab:green"}
 MEASURE_LABEL = {
@@ -202,7 +203,8 @@ def _grid(n: int, max_cols: int = MAX_COLS, size: float = 3.8):
     return fig, np.array(axes)
 
 
-def _pick(values: list, k: int = MAX_PANELS) -> list:
+def pick(values: list, k: int = MAX_PANELS) -> list:
+    """At most `k` of `values`, evenly spread (first and last kept): panels stay readable."""
     if len(values) <= k:
         return values
     idx = np.unique(np.round(np.linspace(0, len(values) - 1, k)).astype(int))
@@ -221,7 +223,7 @@ def scaling_curves(
     if d.empty:
         return []
     res_all = sorted(d["resolution"].unique())
-    res = _pick(res_all)
+    res = pick(res_all)
     fig, axes = _grid(len(res))
     ci = an.settings.ci_level
     for ax, r in zip(axes, res):
@@ -331,14 +333,14 @@ def depth_vs_width(an: Analysis, measure: str, out_dir: Path, prefix: str = "") 
     eps = [g for g in an.regimes if g in have] + sorted(have - set(an.regimes))  # regime order
     if not eps:
         return []
-    eps = _pick(eps)
+    eps = pick(eps)
     fig, axes = _grid(len(eps))
     cmap = plt.get_cmap("plasma")
     ci = an.settings.ci_level
     q = (1 - ci) / 2
     for ax, e in zip(axes, eps):
         keys = sorted(k for k in an.dvw_curves if k[0] == e and k[1] == measure)
-        for i, k in enumerate(_pick(keys, 8)):
+        for i, k in enumerate(pick(keys, 8)):
             cur = an.dvw_curves[k]
             col = cmap(i / max(len(keys) - 1, 1) * 0.85)
             ax.plot(cur["C"], cur["d"], color=col, label=f"res {_k(k[2])} px")
@@ -455,7 +457,7 @@ def pareto(
     d = d[np.isfinite(d[cost].to_numpy(float)) & (d[cost].to_numpy(float) > 0)]
     if d.empty:
         return []
-    eps = _pick(sorted(d["epochs"].unique()))
+    eps = pick(sorted(d["epochs"].unique()))
     fig, axes = _grid(len(eps))
     for ax, e in zip(axes, eps):
         g = d[d["epochs"] == e]
@@ -479,7 +481,7 @@ def pareto(
                     for p in an.paths
                     if p.strategy == strat and p.measure == "flops" and p.epochs == float(e)
                 ]
-                for p in _pick(sorted(ps, key=lambda p: p.resolution or 0), 6):
+                for p in pick(sorted(ps, key=lambda p: p.resolution or 0), 6):
                     cells = g[g["cell_id"].astype(str).isin(p.cell_ids)].sort_values(cost)
                     if len(cells) >= 2:
                         ax.plot(
@@ -501,23 +503,6 @@ def pareto(
     _legend(fig, axes)
     fig.suptitle(f"{dataset or (an.dataset if an else '')}: top-1 vs {COSTS[cost]}")
     return save(fig, out_dir, f"{prefix}pareto_{cost}")
-
-
-def all_figures(an: Analysis, df: pd.DataFrame, out_dir: Path, prefix: str = "") -> list[str]:
-    files: list[str] = []
-    d = df[df["usable"]]
-    for m in ("flops", "train_step_s"):
-        if not np.isfinite(d[m].to_numpy(float)).any():
-            continue
-        for g in _pick(list(an.regimes), 4):
-            files += scaling_curves(an, d, m, g, out_dir, prefix)
-        files += depth_vs_width(an, m, out_dir, prefix)
-        files += resolution_paths(an, d, m, out_dir, prefix)
-    files += resolution_optimal(an, out_dir, prefix)
-    for c in COSTS:
-        if c in d and np.isfinite(d[c].to_numpy(float)).any():
-            files += pareto(an, d, c, out_dir, prefix)
-    return files
 
 
 def describe(files: list[str]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 ``write_report(df, out_dir)`` analyses each dataset in ``df`` separately (never pooling two
 datasets in one fit) and writes into ``out_dir``::
 
-    recommendations.json   machine-readable recommendations (schema in the module doc of recommend)
+    recommendations.json   machine-readable recommendations (one entry per question of
+                           rsscale.analysis.questions, whose module docs give the method)
     recommendations.md     the same for people, with the method, the notes and the tables
     fits.csv               every fitted scaling path: law, parameters with CIs, convergence
     estimators.csv         held-out extrapolation error of each law on each path
@@ -22,14 +23,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rsscale.analysis import plots
+from rsscale.analysis.figures import all_figures
 from rsscale.analysis.load import schema_markdown
+from rsscale.analysis.mdfmt import fmt as _fmt
+from rsscale.analysis.mdfmt import md_table as _md_table
+from rsscale.analysis.mdfmt import num as _k
 from rsscale.analysis.pareto import COSTS, mark_pareto
-from rsscale.analysis.power import describe
 from rsscale.analysis.predict import prediction_table
-from rsscale.analysis.recommend import Analysis, Settings, analyze_dataset
-from rsscale.analysis.regimes import label as regime_label
-from rsscale.analysis.regimes import sentence as regime_sentence
+from rsscale.analysis.questions import QUESTIONS
+from rsscale.analysis.recommend import analyze_dataset
+from rsscale.analysis.study import Analysis, Settings
 from rsscale.io import atomic_write_text
 
 
@@ -49,42 +52,6 @@ def _clean(o: Any) -> Any:
     if o is pd.NA:
         return None
     return o
-
-
-def _fmt(v: Any, nd: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    if isinstance(v, float):
-        a = abs(v)
-        if nd == 2 and a <= 1:
-            return f"{v:.2f}"
-        if v == int(v) and a < 1e6:
-            return str(int(v))
-        if a != 0 and (a >= 1e4 or a < 1e-3):
-            return f"{v:.{nd}g}"
-        return f"{v:.{nd}f}"
-    return str(v)
-
-
-def _ci(v: Any) -> str:
-    if not v:
-        return "-"
-    return f"[{_fmt(v[0])}, {_fmt(v[1])}]"
-
-
-def _md_table(df: pd.DataFrame, max_rows: int = 60) -> str:
-    if df.empty:
-        return "(none)\n"
-    d = df.head(max_rows)
-    cols = list(d.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in d.iterrows():
-        lines.append(
-            "| " + " | ".join(_fmt(r[c]) if not isinstance(r[c], str) else r[c] for c in cols) + " |"
-        )
-    if len(df) > max_rows:
-        lines.append(f"\n({len(df) - max_rows} more rows in the CSV)")
-    return "\n".join(lines) + "\n"
 
 
 def _why_unusable(df: pd.DataFrame) -> str:
@@ -188,7 +155,7 @@ def write_report(
             ests.append(et)
         if figures:
             d = df[(df["dataset"].fillna("unknown") == ds)]
-            fig_files += plots.all_figures(an, d, out / "figures", prefix=f"{ds}_" if multi else "")
+            fig_files += all_figures(an, d, out / "figures", prefix=f"{ds}_" if multi else "")
     fits_df = pd.concat(fits, ignore_index=True) if fits else pd.DataFrame()
     est_df = pd.concat(ests, ignore_index=True) if ests else pd.DataFrame()
     fits_df.to_csv(out / "fits.csv", index=False)
@@ -230,64 +197,6 @@ def write_report(
     return rec
 
 
-def _k(v: Any) -> str:
-    if isinstance(v, float) and math.isfinite(v) and v == int(v):
-        return str(int(v))
-    return str(v)
-
-
-def verdict_meaning(v: dict[str, Any], st: Any) -> str:
-    """What a depth-vs-width verdict says, in one sentence, with the study's power."""
-    w = v.get("winner")
-    p = v.get("power") or {}
-    if w in ("depth", "width"):
-        text = (
-            f"scaling {w} gives lower error at equal FLOPs, by more than {st.min_effect} in log error "
-            f"with confidence {_fmt(v.get('confidence'), 2)}"
-        )
-    elif w == "equivalent":
-        text = (
-            f"depth and width give the same error at equal FLOPs within +-{st.equivalence_margin} in "
-            f"log error (about {st.equivalence_margin:.0%} relative), "
-            f"confidence {_fmt(v.get('confidence'), 2)}"
-        )
-    else:
-        text = "not enough data to tell a winner from no difference: " + (v.get("reason") or "")
-    more = describe(p)
-    return text + (f". Power: {more}." if more else ".")
-
-
-def regime_section(r: dict[str, Any]) -> list[str]:
-    """The training regimes (measured generalisation gap) and the cross-regime verdict."""
-    regs, cross = r.get("regimes") or {}, r.get("cross_regime") or {}
-    if not regs:
-        return []
-    L = ["\n### Training regimes and the cross-regime verdict\n"]
-    L.append(
-        "A regime is (epochs, training images). Its generalisation gap is top-1 on a clean, "
-        "un-augmented training subset the size of minival minus minival top-1 (median over its "
-        "cells [range]): a large gap means the regime over-fits.\n"
-    )
-    L.append("| regime | epochs | training images | cells | generalisation gap [range] | depth vs width |")
-    L.append("|---|---|---|---|---|---|")
-    dvw = r.get("depth_vs_width") or {}
-    for k, info in regs.items():
-        v = dvw.get(k, {})
-        conf = f" ({_fmt(v.get('confidence'), 2)})" if v.get("confidence") is not None else ""
-        L.append(
-            f"| {k} | {_k(info['epochs'])} | {info.get('train_size') or '-'} | {info['n_cells']} | "
-            f"{_fmt(info.get('generalization_gap'))} {_ci(info.get('generalization_gap_range'))} | "
-            f"{v.get('winner', '-')}{conf} |"
-        )
-    if cross.get("verdict"):
-        L.append(f"\n**Across regimes: {regime_sentence(cross)}.**")
-        for k, p in (cross.get("to_resolve") or {}).items():
-            more = describe(p or {})
-            if more:
-                L.append(f"- to resolve {regime_label(regs[k]) if k in regs else k}: {more}.")
-    return L
-
-
 def render_markdown(
     rec: dict[str, Any],
     analyses: dict[str, Analysis],
@@ -307,98 +216,13 @@ def render_markdown(
         + ".\n"
     )
     for ds, an in analyses.items():
-        r = an.recommendations()
         L.append(f"\n## Dataset `{ds}`\n")
         L.append(
             f"Base model of the scaling paths: depth {_k(an.base['depth'])}, width {_k(an.base['width'])}.\n"
         )
-        L.append("### Depth vs width (at equal FLOPs; and at equal measured train-step time)\n")
-        L.append(
-            "| regime (epochs) | winner (FLOPs) | confidence | mean log-error diff depth-width [CI] "
-            "| compute range (FLOPs) | winner (time) | confidence (time) | why inconclusive |"
-        )
-        L.append("|---|---|---|---|---|---|---|---|")
-        for e, v in r["depth_vs_width"].items():
-            t = v.get("time", {})
-            cr = v.get("compute_range")
-            L.append(
-                f"| {e} | **{v.get('winner')}** | {_fmt(v.get('confidence'), 2)} | "
-                f"{_fmt(v.get('mean_log_error_diff'))} {_ci(v.get('mean_log_error_diff_ci'))} | "
-                f"{_ci(cr)} | {t.get('winner', '-')} | {_fmt(t.get('confidence'), 2)} | "
-                f"{v.get('reason', '') or ''} |"
-            )
-        L.append("")
-        for e, v in r["depth_vs_width"].items():
-            name = regime_label(r["regimes"][e]) if e in r.get("regimes", {}) else f"{e} epochs"
-            L.append(f"- {name}: **{v.get('winner')}**: {verdict_meaning(v, st)}")
-        L += regime_section(r)
-        L.append(
-            "\nPer resolution (FLOPs): where each strategy wins along the compute axis "
-            "(pointwise bootstrap).\n"
-        )
-        L.append(
-            "| regime (epochs) | resolution | winner | confidence | depth wins over | width wins over "
-            "| paths (law, n) | why inconclusive |"
-        )
-        L.append("|---|---|---|---|---|---|---|---|")
-        for e, v in r["depth_vs_width"].items():
-            for res, x in v.get("by_resolution", {}).items():
-                L.append(
-                    f"| {e} | {res} | {x.get('winner')} | {_fmt(x.get('confidence'), 2)} | "
-                    f"{'; '.join(_ci(i) for i in x.get('depth_wins_over', [])) or '-'} | "
-                    f"{'; '.join(_ci(i) for i in x.get('width_wins_over', [])) or '-'} | "
-                    f"depth {x.get('law_depth', '-')} n={x.get('n_depth', '-')}, "
-                    f"width {x.get('law_width', '-')} n={x.get('n_width', '-')} | {x.get('reason') or ''} |"
-                )
-        rs = r["resolution"]
-        L.append("\n### Resolution\n")
-        fr = rs.get("frontier") or {}
-        qd = rs.get("quadratic") or {}
-        L.append(
-            f"Compute-optimal resolution ~ FLOPs^k: k = **{_fmt(rs.get('exponent'))}**, "
-            f"{_fmt(st.ci_level, 2)} CI {_ci(rs.get('ci'))} (joint saturating law in depth, width and "
-            f"resolution, additive and product forms weighed by held-out error; the data favour: "
-            f"**{(rs.get('form') or {}).get('favoured', '-')}**); quadratic-surface cross-check "
-            f"{_fmt(qd.get('exponent'))} {_ci(qd.get('ci'))}. "
-            f"EfficientNet compound rule: {_fmt(rs['efficientnet_exponent'])} (B0-B7 table: "
-            f"{_fmt(rs['efficientnet_table_exponent'])}). Verdict: **{rs.get('verdict')}**"
-            f" (confidence {_fmt(rs.get('confidence'), 2)})."
-            + (f" Reason: {rs['reason']}." if rs.get("reason") else "")
-            + (f" Power: {describe(rs['power'], 'in k')}." if rs.get("power") else "")
-            + "\n"
-        )
-        if fr.get("exponent") is not None:
-            L.append(
-                f"Diagnostic, not used for the verdict: the slope over the {fr.get('n_frontier_cells')} "
-                f"Pareto-frontier cells is {_fmt(fr['exponent'])} {_ci(fr.get('ci'))}; the grid's own "
-                f"geometry exponent is {_fmt(fr.get('grid_exponent'))}, toward which the frontier slope is "
-                "pulled where the grid binds the optimum.\n"
-            )
-        if rs.get("by_epochs"):
-            L.append(
-                "| epochs | k | CI | form favoured (weight of product) | k additive | CI | k product | CI "
-                "| k (quadratic) | CI | verdict | cells | axes | note |"
-            )
-            L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-            for e, x in rs["by_epochs"].items():
-                qx = x.get("quadratic") or {}
-                fm = x.get("form") or {}
-                fa = (fm.get("forms") or {}).get("additive") or {}
-                fp = (fm.get("forms") or {}).get("product") or {}
-                wp = (fm.get("weights") or {}).get("product")
-                L.append(
-                    f"| {e} | {_fmt(x.get('exponent'))} | {_ci(x.get('ci'))} | {fm.get('favoured', '-')} "
-                    f"({_fmt(wp, 2)}) | {_fmt(fa.get('exponent'))} | {_ci(fa.get('ci'))} | "
-                    f"{_fmt(fp.get('exponent'))} | {_ci(fp.get('ci'))} | {_fmt(qx.get('exponent'))} | "
-                    f"{_ci(qx.get('ci'))} | {x.get('verdict', '-')} | {x.get('n_cells', '-')} | "
-                    f"{', '.join(x.get('axes', [])) or '-'} | {x.get('reason', '')} |"
-                )
-        if rs.get("time"):
-            t = rs["time"]
-            L.append(
-                "\nAgainst measured train-step time instead of FLOPs: "
-                f"k = {_fmt(t.get('exponent'))} {_ci(t.get('ci'))}.\n"
-            )
+        for q in QUESTIONS:
+            if q.name in an.answers:
+                L += an.answers[q.name].markdown
     L.append("\n## Fitted scaling paths\n")
     if not fits_df.empty:
         cols = [
