@@ -99,9 +99,7 @@ def lm_batch(
             th[idx], cost[idx] = tha, ca
             keep = np.flatnonzero(live)
             idx = idx[keep]
-            xa, ya, wa, tha, da, ra, ca, lam, Ja = (
-                a[keep] for a in (xa, ya, wa, tha, da, ra, ca, lam, Ja)
-            )
+            xa, ya, wa, tha, da, ra, ca, lam, Ja = (a[keep] for a in (xa, ya, wa, tha, da, ra, ca, lam, Ja))
             if lo is not None:
                 loa, hia = loa[keep], hia[keep]
             live = np.ones(len(idx), bool)
