@@ -69,6 +69,9 @@ def lm_batch(
     x, y, w: (G, n) (w = 0 pads); th0: (G, p); delta: scalar, (G,) or per point (G, n).
     Returns (theta, converged, cost), where cost is
     ``sum w * huber(r)`` and converged is True where ftol/xtol/gtol was met (scipy's meaning).
+    Each iteration makes one ``law.y_jac`` call at the trial point and keeps its Jacobian where
+    the step is accepted (the ceiling law's Newton inversion, the bulk of its cost, is then
+    solved once per iteration instead of twice).
     """
     G = x.shape[0]
     p = th0.shape[1]
