@@ -69,6 +69,9 @@ def lm_batch(
     x, y, w: (G, n) (w = 0 pads); th0: (G, p); delta: scalar, (G,) or per point (G, n).
     Returns (theta, converged, cost), where cost is
     ``sum w * huber(r)`` and converged is True where ftol/xtol/gtol was met (scipy's meaning).
+    Each iteration makes one ``law.y_jac`` call at the trial point and keeps its Jacobian where
+    the step is accepted (the ceiling law's Newton inversion, the bulk of its cost, is then
+    solved once per iteration instead of twice).
     """
     G = x.shape[0]
     p = th0.shape[1]
@@ -78,7 +81,8 @@ def lm_batch(
     if lo is not None:
         th = np.clip(th, lo, hi)
     done = np.zeros(G, bool)
-    cost = (w * _huber(law.y(th, x) - y, delta_all)).sum(-1)
+    y_th, Ja = law.y_jac(th, x)
+    cost = (w * _huber(y_th - y, delta_all)).sum(-1)
     eye = np.eye(p)
     # Working copies of the rows still iterating; finished rows are frozen in place ("live" is
     # False) and the working set is compacted only when it has shrunk by a third, so that most
@@ -86,7 +90,7 @@ def lm_batch(
     idx = np.arange(G)
     xa, ya, wa, tha, da = x, y, w, th.copy(), delta_all
     loa, hia = (lo, hi) if lo is not None else (None, None)
-    ra = law.y(tha, xa) - ya
+    ra = y_th - ya
     ca = cost.copy()
     lam = np.full(G, 1e-2)
     live = np.ones(G, bool)
@@ -98,11 +102,11 @@ def lm_batch(
             th[idx], cost[idx] = tha, ca
             keep = np.flatnonzero(live)
             idx = idx[keep]
-            xa, ya, wa, tha, da, ra, ca, lam = (a[keep] for a in (xa, ya, wa, tha, da, ra, ca, lam))
+            xa, ya, wa, tha, da, ra, ca, lam, Ja = (a[keep] for a in (xa, ya, wa, tha, da, ra, ca, lam, Ja))
             if lo is not None:
                 loa, hia = loa[keep], hia[keep]
             live = np.ones(len(idx), bool)
-        J = law.jac(tha, xa)
+        J = Ja  # Jacobian at the current point (kept from the step that reached it)
         hw = wa * np.minimum(1.0, da / np.maximum(np.abs(ra), 1e-300))
         JWt = (J * hw[..., None]).transpose(0, 2, 1)
         A = np.matmul(JWt, J)
@@ -129,7 +133,8 @@ def lm_batch(
         thn = tha + step
         if lo is not None:
             thn = np.clip(thn, loa, hia)
-        rn = law.y(thn, xa) - ya
+        yn, Jn = law.y_jac(thn, xa)
+        rn = yn - ya
         cn = (wa * _huber(rn, da)).sum(-1)
         ok = live & np.isfinite(cn) & (cn <= ca)
         dx = np.abs(thn - tha).max(-1)
@@ -139,6 +144,7 @@ def lm_batch(
         )
         tha = np.where(ok[:, None], thn, tha)
         ra = np.where(ok[:, None], rn, ra)
+        Ja = np.where(ok[:, None, None], Jn, Ja)
         ca = np.where(ok, cn, ca)
         conv |= ca <= 1e-30
         lam = np.where(ok, np.maximum(lam / 3.0, 1e-12), np.where(live, lam * 4.0, lam))

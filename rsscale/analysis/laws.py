@@ -37,6 +37,10 @@ class Law:
     def jac(self, th: np.ndarray, x: np.ndarray) -> np.ndarray:  # -> (G,n,p)
         raise NotImplementedError
 
+    def y_jac(self, th: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Value and Jacobian together (laws whose two share costly parts override this)."""
+        return self.y(th, x), self.jac(th, x)
+
     def starts(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:  # -> (G,S,p)
         raise NotImplementedError
 
@@ -100,13 +104,18 @@ class Saturating(Law):
         return np.logaddexp(a[:, None] - c[:, None] * x, l[:, None])
 
     def jac(self, th, x):
+        return self.y_jac(th, x)[1]
+
+    def y_jac(self, th, x):
         a, c, l = self.to_acl(th)
         m, u = th[:, 1:2], th[:, 2:3]
         su = sigmoid(u)
-        sx = sigmoid(a[:, None] - c[:, None] * x - l[:, None])
+        t = a[:, None] - c[:, None] * x - l[:, None]
+        sx = sigmoid(t)
         d_m = -x * sx / su
         d_u = sx * (1 - su) + x * sx * m * (1 - su) / su - (1 - sx) * su
-        return np.stack([np.ones_like(x), d_m, d_u], axis=-1)
+        y = l[:, None] + np.logaddexp(0.0, t)
+        return y, np.stack([np.ones_like(x), d_m, d_u], axis=-1)
 
     def starts(self, x, y, w):
         _, ymin, _, _, _ = _wstats(x, y, w)
@@ -184,10 +193,15 @@ class Offset(Law):
         return np.logaddexp(th[:, 0:1] - th[:, 1:2] * u, th[:, 2:3])
 
     def jac(self, th, x):
+        return self.y_jac(th, x)[1]
+
+    def y_jac(self, th, x):
         u = np.logaddexp(x, th[:, 3:4])
-        s = sigmoid(th[:, 0:1] - th[:, 1:2] * u - th[:, 2:3])
+        t = th[:, 0:1] - th[:, 1:2] * u - th[:, 2:3]
+        s = sigmoid(t)
         du = sigmoid(th[:, 3:4] - x)
-        return np.stack([s, -u * s, 1.0 - s, -th[:, 1:2] * s * du], axis=-1)
+        y = th[:, 2:3] + np.logaddexp(0.0, t)
+        return y, np.stack([s, -u * s, 1.0 - s, -th[:, 1:2] * s * du], axis=-1)
 
     def starts(self, x, y, w):
         _, ymin, _, xmin, xmax = _wstats(x, y, w)
@@ -286,6 +300,10 @@ class Ceiling(Law):
         return self._parts(th, x)[-1]
 
     def jac(self, th, x):
+        return self.y_jac(th, x)[1]
+
+    def y_jac(self, th, x):
+        """One Newton solve for both (the solve is most of the cost of either)."""
         l, al, logD, z, sp, y = self._parts(th, x)
         s = np.exp(-sp)
         hp = (1.0 - s) + al * s
@@ -296,7 +314,7 @@ class Ceiling(Law):
         d_c = -x * common
         d_l = einf_e * (1.0 - s) + common * (1.0 - al) * np.exp(l - logD)
         d_al = common * (logD - z - sp)
-        return np.stack([d_a, d_c, d_l, d_al], axis=-1)
+        return y, np.stack([d_a, d_c, d_l, d_al], axis=-1)
 
     def starts(self, x, y, w):
         """Grid over (alpha, e_inf / min e); (a, c) by weighted least squares, exact given those,
