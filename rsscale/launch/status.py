@@ -91,10 +91,12 @@ def storage_error(manifest: Manifest, cid: str) -> str | None:
     if not subs:
         return None
     job = _local_id(subs[-1])
-    folder = manifest.layout.logs / job
-    for name in (f"{job}_0_log.err", f"{job}_0_log.out"):
+    # SLURM jobs log into logs/<job>/, local ones flat into logs/ (rsscale.layout)
+    names = (f"{job}_0_log.err", f"{job}_0_log.out")
+    paths = [manifest.layout.logs / job / n for n in names] + [manifest.layout.logs / n for n in names]
+    for path in paths:
         try:
-            with open(folder / name, "rb") as f:
+            with open(path, "rb") as f:
                 f.seek(max(0, f.seek(0, 2) - 65536))
                 found = storage_error_in(f.read().decode(errors="replace"))
         except OSError:

@@ -162,16 +162,35 @@ def test_resources_cpu_tasks_must_fit_one_node():
     assert resource_class(cell, {**cpu, "cpus_per_node": None}).tasks == 16  # unknown: not checked
 
 
-def test_command_line_wins_over_the_grids_fixed_fields_and_axes():
+def test_command_line_wins_over_the_grids_fixed_fields_and_axes(tmp_path):
+    text = "axes:\n  recipe.epochs: [1, 2]\n  model.depth: [26, 50]\nfixed:\n  data.train_subset: 4000\n"
+    lines = ["+grid=g", "data.train_subset=500", "recipe.epochs=3", "recipe.batch_size=64"]
+    (tmp_path / "grid").mkdir()
+    (tmp_path / "grid" / "g.yaml").write_text("name: g\n" + text)
+    spec, cells = expand(
+        cfg(*lines, f"hydra.searchpath=[file://{tmp_path}]", "data=synthetic"), overrides=lines
+    )
+    assert len(cells) == 2  # the epochs axis became the single value; the depth axis stays
+    assert {c.config["data"]["train_subset"] for c in cells} == {500}  # the grid's fixed says 4000
+    assert {c.config["recipe"]["epochs"] for c in cells} == {3}  # the grid's axis says [1, 2]
+    assert {c.config["recipe"]["batch_size"] for c in cells} == {64}
+    assert all(c.axes["recipe.epochs"] == 3 for c in cells)
+    said = "; ".join(spec["command_line"])
+    assert (
+        "data.train_subset=500 (grid fixed: 4000)" in said and "recipe.epochs=3 (grid axis: [1, 2])" in said
+    )
+
+
+def test_command_line_wins_over_the_default_grids_case_overrides():
     lines = ["+grid=depth_width", "data.train_subset=500", "recipe.epochs=32", "recipe.batch_size=64"]
     spec, cells = expand(cfg(*lines), overrides=lines)
-    assert len(cells) == 13
-    assert {c.config["data"]["train_subset"] for c in cells} == {500}  # the grid's fixed says 4000
-    assert {c.config["recipe"]["epochs"] for c in cells} == {32}  # the grid's axis says [4]
+    assert len(cells) == 26
+    assert {c.config["data"]["train_subset"] for c in cells} == {500}  # the cases say 4000 and 512
+    assert {c.config["recipe"]["epochs"] for c in cells} == {32}  # the cases say 4 and 16
     assert {c.config["recipe"]["batch_size"] for c in cells} == {64}
-    assert all(c.axes["recipe.epochs"] == 32 for c in cells)
     said = "; ".join(spec["command_line"])
-    assert "data.train_subset=500 (grid fixed: 4000)" in said and "recipe.epochs=32 (grid axis: [4])" in said
+    assert "data.train_subset=500 (case 'depth-short': 4000)" in said
+    assert "recipe.epochs=32 (case 'width-long': 16)" in said
     plain = {c.hash for c in expand(cfg("+grid=depth_width"))[1]}
     assert not plain & {c.hash for c in cells}
 
@@ -180,7 +199,8 @@ def test_command_line_replaces_a_case_override_and_a_case_axis():
     lines = ["+grid=depth_width", "model.depth=50"]
     spec, cells = expand(cfg(*lines), overrides=lines)
     assert {c.config["model"]["depth"] for c in cells} == {50}  # depth case axis and width case override
-    assert "case 'width': 26" in "; ".join(spec["command_line"])
+    said = "; ".join(spec["command_line"])
+    assert "case 'width-short': 26" in said and "case 'depth-long' axis: [26, 50" in said
 
 
 @pytest.mark.slow
@@ -196,7 +216,10 @@ def test_dry_run_says_what_the_command_line_changed(tmp_path):
             [sys.executable, "-m", "rsscale.sweep", *mode, *args], cwd=REPO, capture_output=True, text=True
         )
         assert proc.returncode == 0, proc.stderr
-        assert "the command line replaces the grid's: data.train_subset=500 (grid fixed: 4000)" in proc.stdout
+        assert (
+            "the command line replaces the grid's: data.train_subset=500 (case 'depth-short': 4000)"
+            in proc.stdout
+        )
 
 
 def _grid(tmp_path, text: str, *extra: str):
