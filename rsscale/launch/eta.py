@@ -3,7 +3,8 @@
 The cost model is the local launcher's (`rsscale.launch.resources.local_cell_seconds`: FLOPs and
 pixels per image times images per epoch times epochs). Its absolute seconds hold for one CPU core
 only, so the estimate scales it by the median ratio measured/modelled over the cells seen so far
-(completed records' training time, running cells' projected time). The self-sizing issue replaces
+(the live view passes completed cells' whole wall time, start-up and evaluation included; before
+any cell completes, the running cells' projected training time). The self-sizing issue replaces
 this with a calibrated model behind the same signature.
 """
 

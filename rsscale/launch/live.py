@@ -71,10 +71,40 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-class Snapshot:
-    """What the view shows at one poll, computed from the status rows and the cells' files."""
+def _started_at(layout: SweepLayout, cell_id: str) -> float | None:
+    """When the cell's current attempt started (its attempts.jsonl line), as a Unix time."""
+    import datetime as dt
 
-    def __init__(self, layout: SweepLayout, rows: Sequence[Mapping[str, Any]], configs: dict[str, Any]):
+    from rsscale.launch.manifest import last_attempt
+
+    line = last_attempt(layout.cell(cell_id).attempts)
+    try:
+        return dt.datetime.fromisoformat(str(line["time"])).timestamp() if line else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _finished_at(rec: Mapping[str, Any]) -> float | None:
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(str(rec["finished"])).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class Snapshot:
+    """What the view shows at one poll, computed from the status rows and the cells' files.
+
+    The ETA is in whole-cell seconds (start-up, training, evaluation: what a slot is busy for), from
+    the cost model scaled by the completed cells' measured wall time; until a cell completes, by the
+    running cells' projected training time. It divides by the slots the sweep has used (`slots`), not
+    by the cells running at this instant, so the gap between two cells does not double it.
+    """
+
+    def __init__(
+        self, layout: SweepLayout, rows: Sequence[Mapping[str, Any]], configs: dict[str, Any], slots: int = 1
+    ):
         self.now = time.time()
         self.counts = Counter("queued" if r["status"] in QUEUED else r["status"] for r in rows)
         self.running = [
@@ -82,32 +112,38 @@ class Snapshot:
             for r in rows
             if r["status"] == "running"
         ]
-        self.eta = self._eta(layout, rows, configs)
+        self.eta = self._eta(layout, rows, configs, max(slots, len(self.running), 1))
 
-    def _eta(self, layout: SweepLayout, rows, configs: dict[str, Any]) -> float | None:
-        """Remaining seconds of the running cells plus the queued cells' estimates, over the slots in use."""
+    def _eta(self, layout: SweepLayout, rows, configs: dict[str, Any], slots: int) -> float | None:
+        """Remaining seconds of the running cells plus the queued cells' estimates, over `slots`."""
 
         def config(cid: str) -> Any:
             if cid not in configs:
                 configs[cid] = _read_json(layout.cell(cid).config)
             return configs[cid]
 
-        measured, left = [], []
+        walls, projected = [], []  # (config, seconds): completed cells' wall; running cells' training
         for r in rows:
             cid = r["cell_id"]
             if r["status"] == "completed":
                 rec = _read_json(layout.cell(cid).record) or {}
-                secs = (rec.get("cost") or {}).get("train_time_s")
-                if rec.get("config") and secs:
-                    measured.append((rec["config"], float(secs)))
+                start, end = _started_at(layout, cid), _finished_at(rec)
+                if rec.get("config") and rec.get("attempts") == 1 and start and end and end > start:
+                    walls.append((rec["config"], end - start))
         for cid, prog in self.running:
-            if prog and prog.get("eta_s") is not None:
-                left.append(float(prog["eta_s"]))
-                done = int(prog["step"]) - int(prog.get("resumed_from", 0))
-                if done > 0 and config(cid) and prog.get("elapsed_s"):
-                    measured.append((config(cid), float(prog["elapsed_s"]) * int(prog["steps_total"]) / done))
+            done = int(prog["step"]) - int(prog.get("resumed_from", 0)) if prog else 0
+            if done > 0 and config(cid) and prog and prog.get("elapsed_s"):
+                projected.append((config(cid), float(prog["elapsed_s"]) * int(prog["steps_total"]) / done))
+        measured = walls or projected
+        left: list[float | None] = []
+        for cid, prog in self.running:
+            cfg, started = config(cid), _started_at(layout, cid)
+            whole = cell_seconds_estimate(cfg, walls) if cfg and walls and started else None
+            own = float(prog["eta_s"]) if prog and prog.get("eta_s") is not None else None
+            if whole is not None and started is not None:
+                left.append(max(whole - (self.now - started), own or 0.0))
             else:
-                left.append(None)
+                left.append(own)
         for r in rows:
             if r["status"] in QUEUED:
                 cfg = config(r["cell_id"])
@@ -116,7 +152,7 @@ class Snapshot:
             return 0.0
         if any(x is None for x in left):
             return None
-        return sum(left) / max(1, len(self.running))
+        return sum(x for x in left if x is not None) / slots
 
     def lines(self, title: str) -> list[str]:
         order = ["running", "queued", "completed", "failed"]
@@ -196,13 +232,15 @@ class SweepView(LiveBlock):
         self.announce = announce_failures
         self.configs: dict[str, Any] = {}
         self.failed: set[str] = set()
+        self.slots = 1  # the most cells seen running at once: the sweep's parallelism, as used
 
     def update(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if self.announce:
             self._announce(rows)
         if self.mode == "quiet":
             return
-        snap = Snapshot(self.layout, rows, self.configs)
+        self.slots = max(self.slots, sum(r["status"] == "running" for r in rows))
+        snap = Snapshot(self.layout, rows, self.configs, self.slots)
         self.show(snap.lines(self.title), snap.counts)
 
     def _announce(self, rows: Iterable[Mapping[str, Any]]) -> None:

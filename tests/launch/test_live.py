@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
@@ -17,7 +18,7 @@ from sweep_helpers import FAST, REPO, TEST_GRIDS
 
 from rsscale.config import cell_config, compose
 from rsscale.launch.eta import cell_seconds_estimate
-from rsscale.launch.live import SweepView, check_mode, duration
+from rsscale.launch.live import Snapshot, SweepView, check_mode, duration
 from rsscale.layout import SweepLayout
 from rsscale.progress import ProgressFile
 
@@ -129,3 +130,43 @@ def test_sweep_shows_running_cell_progress_before_the_first_cell_finishes(tmp_pa
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert watch.returncode == 0 and "2 cells:" in watch.stdout, watch.stdout + watch.stderr  # nothing runs
+
+
+def test_eta_counts_whole_cells_starting_ones_and_the_slots_in_use(tmp_path):
+    """A cell still starting has an ETA once a cell completed; seconds are whole-cell wall time
+    (start-up and evaluation too), divided by the slots the sweep has used, not those busy now."""
+    layout = SweepLayout(tmp_path)
+    cfg = _cell()
+    now = time.time()
+
+    def stamp(t: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))
+
+    for cid, started in (("done", now - 500), ("start", now - 10)):
+        layout.cell(cid).dir.mkdir(parents=True)
+        layout.cell(cid).config.write_text(json.dumps(cfg))
+        layout.cell(cid).attempts.write_text(json.dumps({"time": stamp(started)}) + "\n")
+    layout.cell("queued").dir.mkdir(parents=True)
+    layout.cell("queued").config.write_text(json.dumps(cfg))
+    finished = dt.datetime.fromtimestamp(now - 400).astimezone().isoformat()
+    layout.cell("done").record.write_text(
+        json.dumps(
+            {
+                "status": "completed",
+                "config": cfg,
+                "attempts": 1,
+                "finished": finished,
+                "cost": {"train_time_s": 60.0},
+            }
+        )
+    )
+    rows = [
+        {"cell_id": "done", "status": "completed"},
+        {"cell_id": "start", "status": "running"},  # no progress file yet
+        {"cell_id": "queued", "status": "pending"},
+    ]
+    snap = Snapshot(layout, rows, {}, slots=2)
+    # the completed cell took 100 s of wall (60 s training): the starting one has ~90 s left, the
+    # queued one 100 s, over 2 slots
+    assert snap.eta == pytest.approx((90 + 100) / 2, abs=1.5)
+    assert Snapshot(layout, rows, {}, slots=1).eta == pytest.approx(190, abs=1.5)
