@@ -181,6 +181,8 @@ class FitResult:
     rms_log_resid: float = float("nan")
     law_obj: Law | None = None  # the law instance (the ceiling law carries its e0)
     selection: dict[str, Any] = field(default_factory=dict)  # how the law was chosen, if it was
+    # every candidate law's held-out extrapolation error on one fold (estimators.csv rows)
+    comparison: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def lawobj(self) -> Law:

@@ -82,16 +82,28 @@ class GroupedAxes(Law):
         return self._lse(self._terms(th, x))
 
     def jac(self, th, x):
+        return self.y_jac(th, x)[1]
+
+    def y_jac(self, th, x):
+        """Value and Jacobian from one pass over the terms (the solver wants both per step)."""
         ts = self._terms(th, x)
-        yy = self._lse(ts)
+        mx = ts[0]
+        for t in ts[1:]:
+            mx = np.maximum(mx, t)
+        es = [np.exp(t - mx) for t in ts]
+        acc = es[0]
+        for e in es[1:]:
+            acc = acc + e
+        yy = mx + np.log(acc)
+        inv = 1.0 / acc  # each term's share of the error is its exp over their sum
         J = np.empty(x.shape[:2] + (self.n_params,))
-        J[..., 0] = np.exp(ts[0] - yy)
+        J[..., 0] = es[0] * inv
         for j, g in enumerate(self.groups):
-            wj = np.exp(ts[1 + j] - yy)
+            wj = es[1 + j] * inv
             J[..., self.amp_idx[j]] = wj
             for i in g:
                 J[..., self.alpha_idx[i]] = -wj * x[..., i]
-        return J
+        return yy, J
 
     def starts(self, x, y, w):
         ymin = np.where(w > 0, y, np.inf).min(1)

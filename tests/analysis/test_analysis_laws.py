@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 
 from rsscale.analysis.curvegen import FORMS, draw_curve, draw_curves, true_error
-from rsscale.analysis.fit import CurveData, fit_curve
-from rsscale.analysis.laws import ceiling_law, logsigmoid, random_guess_error, solve_ceiling
+from rsscale.analysis.fit import CurveData, auto_deltas, fit_curve, fit_curves
+from rsscale.analysis.laws import LAWS, ceiling_law, logsigmoid, random_guess_error, solve_ceiling
+from rsscale.analysis.load import normalize
 from rsscale.analysis.predict import predict_at
-from rsscale.analysis.selection import fit_selected, n_folds
+from rsscale.analysis.recommend import Settings, analyze_dataset
+from rsscale.analysis.selection import CANDIDATES, fit_selected, n_folds
 from rsscale.analyze import main
 
 
@@ -139,3 +141,51 @@ def test_analyze_predict_at(paper_table, tmp_path, capsys):
     fits = pd.read_csv(out / "fits.csv")
     assert {"law_choice", "heldout_rmse", "heldout_rmse_ceiling"} <= set(fits.columns)
     assert main([str(src), "--out", str(out), "--predict-at", "-5"]) == 2
+
+
+def test_estimator_comparison_comes_from_the_heldout_fits():
+    """With law="auto", estimators.csv's rows are the law choice's own held-out fits: every
+    candidate scored on the fold that holds out the top 20% of compute values (even laws the
+    tier rule did not need), the same numbers as fitting that fold directly, and only for the
+    curves asked for."""
+    gen = draw_curves(("ceiling", "saturating"), per_form=2, seed=2, n=10, noise=0.005)
+    curves = [CurveData(i, g.C, g.err) for i, g in enumerate(gen)]
+    fits = fit_selected(curves, e0=0.9, n_boot=0, compare=[True, True, True, False])
+    assert fits[3].comparison == []
+    delta = auto_deltas(curves)
+    for i, f in enumerate(fits[:3]):
+        assert [r["law"] for r in f.comparison] == list(CANDIDATES)
+        C, e = curves[i].C, curves[i].err
+        for r in f.comparison:
+            assert (r["key"], r["n_train_values"], r["n_test"]) == (i, 8, 2) and r["extrap_ratio"] > 1
+            law = r["law"]
+            tr = np.unique(C)[-2] > C
+            direct = fit_curves(
+                [CurveData(i, C[tr], e[tr])],
+                law=law,
+                n_boot=0,
+                huber_delta=delta[i : i + 1],
+                min_points={law: LAWS[law].n_params + 1},
+                fallback=None,
+                max_iter=200,
+                e0=0.9,
+                polish=False,
+            )[0]
+            mae = np.mean(np.abs(direct.log_err(C[~tr]) - np.log(e[~tr])))
+            assert r["mean_abs_log_err"] == pytest.approx(mae, rel=1e-4)  # to solver tolerance
+
+
+def test_analysis_estimators_cover_every_law(paper_table):
+    """analyze_dataset's estimator comparison (law="auto") has a row per law and FLOPs path."""
+    t = paper_table(
+        depths=(26, 38, 50, 75, 101, 152, 200),
+        widths=(0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0),
+        resolutions=(128,),
+        epochs=(10,),
+    )
+    an = analyze_dataset(normalize(t), Settings(n_boot=20), "fashion_mnist")
+    est = pd.DataFrame(an.estimators)
+    flops_paths = {p.fit.key for p in an.paths if p.measure == "flops" and p.fit.n_unique >= 6}
+    assert len(flops_paths) == 2 and set(est["key"]) == flops_paths
+    assert all(tuple(g["law"]) == CANDIDATES for _, g in est.groupby("key"))
+    assert np.isfinite(est["mean_abs_log_err"]).all() and (est["extrap_ratio"] > 1).all()
