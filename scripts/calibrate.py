@@ -182,7 +182,10 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             qty["k"].append((r["k"]["ci"], r["k"]["truth"]))
             qty["dvw"].append((r["dvw"]["ci"], r["dvw"]["truth"]))
             for p in r["paths"]:
-                qty.setdefault(f"path c ({p['strategy']})", []).append((p["ci"], p["truth"]))
+                # a log-linear fit (paths with 4 distinct values) has no asymptote: its c is the
+                # local slope, not the exponent; shown on a row of its own
+                ll = ", log-linear" if p.get("law") == "powerlaw" else ""
+                qty.setdefault(f"path c ({p['strategy']}{ll})", []).append((p["ci"], p["truth"]))
         for name, pairs in qty.items():
             cov = [c for c in (_covers(ci, t) for ci, t in pairs) if c is not None]
             widths = [ci[1] - ci[0] for ci, t in pairs if ci is not None and t is not None]
