@@ -306,5 +306,10 @@ def fit_selected(
                     f"{f.n_unique} distinct compute values: too few for a held-out law choice; "
                     "fitted the 'powerlaw' form (log-linear)"
                 )
+            if f.law == "powerlaw" and f.n_unique >= 3:
+                f.notes.append(
+                    "log-linear fit: c is the local log-log slope over the data, below the "
+                    "exponent of a curve that saturates (its interval is for that slope)"
+                )
             out[g] = f
     return [f for f in out if f is not None]
