@@ -27,6 +27,13 @@ from rsscale.analysis.pareto import mark_pareto  # noqa: E402
 from rsscale.analysis.recommend import Settings, analyze_dataset  # noqa: E402
 from rsscale.analysis.report import write_report  # noqa: E402
 
+try:  # a tree before the solver's threads (to time the same table on an older commit)
+    from rsscale.analysis.threads import n_threads  # noqa: E402
+except ImportError:  # pragma: no cover
+
+    def n_threads() -> int:
+        return 1
+
 
 def main() -> int:
     ap = argparse.ArgumentParser()
@@ -34,6 +41,7 @@ def main() -> int:
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--figures", action="store_true", help="also time the full report with figures")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-report", action="store_true", help="skip the full report (a second analysis)")
     a = ap.parse_args()
     k = max(2, round(a.cells**0.25))
     depths = tuple(int(v) for v in np.geomspace(26, 400, k).round())
@@ -52,6 +60,7 @@ def main() -> int:
         table.to_parquet(path)
         times = {}
         t0 = time.perf_counter()
+        c0 = time.process_time()
         df = load_results(path)
         times["load + normalise"] = time.perf_counter() - t0
         st = Settings(n_boot=a.n_boot, seed=a.seed)
@@ -62,19 +71,25 @@ def main() -> int:
         mark_pareto(df)
         times["pareto flags"] = time.perf_counter() - t
         total = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         for name, v in times.items():
             print(f"bench: {name:40s} {v:7.2f} s")
         print(
             f"bench: {'analysis total':40s} {total:7.2f} s   (budget 60 s: {'OK' if total < 60 else 'OVER'})"
         )
+        # CPU seconds of this process (all its threads): on a shared machine, less sensitive to
+        # other work than the wall time; with one thread (RSSCALE_THREADS=1) it bounds the quiet
+        # single-core wall time from below
+        print(f"bench: {'analysis CPU time (all threads)':40s} {cpu:7.2f} s   ({n_threads()} solver threads)")
         nb = sum(p.fit.boot_ok.size for p in an.paths)
         print(
             f"bench: {len(an.paths)} path fits, {nb} bootstrap refits, "
             f"{sum(p.fit.converged for p in an.paths)} converged point fits"
         )
-        t = time.perf_counter()
-        write_report(df, Path(tmp) / "report", st, figures=False)
-        print(f"bench: {'full report without figures':40s} {time.perf_counter() - t:7.2f} s")
+        if not a.no_report:
+            t = time.perf_counter()
+            write_report(df, Path(tmp) / "report", st, figures=False)
+            print(f"bench: {'full report without figures':40s} {time.perf_counter() - t:7.2f} s")
         if a.figures:
             t = time.perf_counter()
             files = figures.all_figures(an, df, Path(tmp) / "figs")

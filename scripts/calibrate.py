@@ -13,8 +13,9 @@ missing cells (0-20%) and cells run twice (0-20%) at random, then goes through
 - ``k``: the headline compute-optimal resolution exponent's interval;
 - ``dvw``: the depth-vs-width statistic's interval (the truth computed from the law over the
   same compute range and resolutions as the analysis used), and its winner;
-- ``path c``: each depth/width/resolution path's exponent interval (FLOPs paths fitted with the
-  saturating law; additive and product forms only, where a path is a power law plus a constant);
+- ``path c``: each depth/width/resolution FLOPs path's exponent interval, whatever law the path
+  chose (additive and product forms only, where a path is a power law plus a constant; ``--out``
+  keeps each path's law, so coverage per law can be read from the JSON);
 - the resolution verdict (slower / not_slower than EfficientNet's 0.2016).
 
 Prints a Markdown table (one row per form and quantity) and writes every table's numbers as JSON
@@ -140,15 +141,25 @@ def one_table(form: str, i: int, n_boot: int, tiny: bool) -> dict[str, Any]:
         "ci": dvw.get("mean_log_error_diff_ci"),
         "winner": dvw.get("winner"),
     }
-    # path exponents (FLOPs, saturating law) where the law's paths are power laws
+    # path exponents (FLOPs paths, whichever law each path chose) where the law's paths are a
+    # power law plus a constant: every candidate law with an exponent c contains that curve
+    # (offset with C0 -> 0, ceiling with alpha -> 0), whose c is then the truth
     pe = law.path_exponents()
     paths = []
     if pe:
         for p in an.paths:
             row = p.fit.as_row()
-            if p.measure != "flops" or p.fit.law != "saturating" or not np.isfinite(row.get("c_lo", np.nan)):
+            if p.measure != "flops" or not np.isfinite(row.get("c_lo", np.nan)):
                 continue
-            paths.append({"strategy": p.strategy, "truth": pe[p.strategy], "ci": [row["c_lo"], row["c_hi"]]})
+            paths.append(
+                {
+                    "strategy": p.strategy,
+                    "law": p.fit.law,
+                    "truth": pe[p.strategy],
+                    "estimate": row.get("c"),
+                    "ci": [row["c_lo"], row["c_hi"]],
+                }
+            )
     out["paths"] = paths
     return out
 
@@ -171,7 +182,10 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             qty["k"].append((r["k"]["ci"], r["k"]["truth"]))
             qty["dvw"].append((r["dvw"]["ci"], r["dvw"]["truth"]))
             for p in r["paths"]:
-                qty.setdefault(f"path c ({p['strategy']})", []).append((p["ci"], p["truth"]))
+                # a log-linear fit (paths with 4 distinct values) has no asymptote: its c is the
+                # local slope, not the exponent; shown on a row of its own
+                ll = ", log-linear" if p.get("law") == "powerlaw" else ""
+                qty.setdefault(f"path c ({p['strategy']}{ll})", []).append((p["ci"], p["truth"]))
         for name, pairs in qty.items():
             cov = [c for c in (_covers(ci, t) for ci, t in pairs) if c is not None]
             widths = [ci[1] - ci[0] for ci, t in pairs if ci is not None and t is not None]

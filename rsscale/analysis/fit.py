@@ -41,6 +41,7 @@ from scipy.stats import t as student_t
 
 from rsscale.analysis.laws import LAWS, Law, ceiling_law
 from rsscale.analysis.laws import AdditiveAxes as AdditiveAxes  # re-exported for recommend.py
+from rsscale.analysis.threads import map_chunks, n_chunks, n_threads
 
 # --------------------------------------------------------------------------- batched solver
 
@@ -63,6 +64,7 @@ def lm_batch(
     ftol: float = 1e-8,
     xtol: float = 1e-8,
     gtol: float = 1e-8,
+    lam0: float = 1e-2,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vectorised Levenberg-Marquardt on a weighted Huber loss, one problem per batch row.
 
@@ -92,7 +94,7 @@ def lm_batch(
     loa, hia = (lo, hi) if lo is not None else (None, None)
     ra = y_th - ya
     ca = cost.copy()
-    lam = np.full(G, 1e-2)
+    lam = np.full(G, lam0)
     live = np.ones(G, bool)
     for _ in range(max_iter):
         nlive = int(live.sum())
@@ -181,6 +183,8 @@ class FitResult:
     rms_log_resid: float = float("nan")
     law_obj: Law | None = None  # the law instance (the ceiling law carries its e0)
     selection: dict[str, Any] = field(default_factory=dict)  # how the law was chosen, if it was
+    # every candidate law's held-out extrapolation error on one fold (estimators.csv rows)
+    comparison: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def lawobj(self) -> Law:
@@ -263,12 +267,17 @@ def _pad(curves: list[CurveData]) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 
 
 def _solve_chunked(law, x, y, w, th0, delta, lo, hi, max_iter, chunk_elems=2_000_000, tol=1e-8):
+    """lm_batch over the rows, in chunks that bound memory, solved on threads
+    (:mod:`rsscale.analysis.threads`; the rows are independent, so the answer does not depend
+    on the chunking)."""
     G, n = x.shape[:2]
-    step = max(1, chunk_elems // max(n * law.n_params, 1))
-    outs_t, outs_c, outs_f = [], [], []
-    for s in range(0, G, step):
-        sl = slice(s, s + step)
-        t, c, f = lm_batch(
+    nt = n_threads()
+    k = n_chunks(G, chunk_elems // max(n * law.n_params, 1), nt)
+    bounds = np.linspace(0, G, k + 1).round().astype(int)
+
+    def solve(i):
+        sl = slice(bounds[i], bounds[i + 1])
+        return lm_batch(
             law,
             x[sl],
             y[sl],
@@ -281,10 +290,9 @@ def _solve_chunked(law, x, y, w, th0, delta, lo, hi, max_iter, chunk_elems=2_000
             ftol=tol,
             xtol=tol,
         )
-        outs_t.append(t)
-        outs_c.append(c)
-        outs_f.append(f)
-    return np.concatenate(outs_t), np.concatenate(outs_c), np.concatenate(outs_f)
+
+    outs = map_chunks(solve, range(k), nt)
+    return tuple(np.concatenate([o[j] for o in outs]) for j in range(3))
 
 
 def _rep(a: np.ndarray, k: int) -> np.ndarray:

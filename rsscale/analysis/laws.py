@@ -15,6 +15,8 @@ Laws (``e`` the top-1 error, a fraction):
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 # ----------------------------------------------------------------------------------------- laws
@@ -243,23 +245,53 @@ def solve_ceiling(
     convex) converges monotonically, without bracketing or step control. ``z0``: a warm start
     (the previous solution of a nearby problem: two or three steps instead of six to ten); if
     Newton does not converge from it, the monotone start is used.
+
+    The solver's inner loop: elements stop iterating once their step is below 1e-12 relative;
+    the working set is compacted only when some have stopped (a warm start usually takes every
+    element through the same two or three steps).
     """
     T, alpha = np.broadcast_arrays(np.asarray(T, float), np.maximum(np.asarray(alpha, float), 1e-6))
-    cold = np.where(alpha < 1.0, np.maximum(T, T / alpha), np.minimum(T, T / alpha))
-    z = (cold if z0 is None else np.where(np.isfinite(z0), z0, cold)).ravel().copy()
     Tf, af = T.ravel(), alpha.ravel()
-    act = np.arange(z.size)  # elements still iterating (converged ones are left alone)
+
+    def cold(Tv, av):
+        return np.where(av < 1.0, np.maximum(Tv, Tv / av), np.minimum(Tv, Tv / av))
+
+    if z0 is None:
+        z = cold(Tf, af)
+    else:
+        z = np.array(z0, float).ravel()  # a copy
+        bad = ~np.isfinite(z)
+        if bad.any():
+            z[bad] = cold(Tf[bad], af[bad])
+    act: np.ndarray | None = None  # None: every element is still iterating
     za, Ta, aa = z, Tf, af
     for _ in range(max_iter):
         sp = np.logaddexp(0.0, -za)  # -log sigmoid(z); -log sigmoid(-z) = z + sp
         s = np.exp(-sp)
-        step = (aa * (za + sp) - sp - Ta) / ((1.0 - s) + aa * s)
-        za = za - step
-        z[act] = za
-        more = np.abs(step) > 1e-12 * (1.0 + np.abs(za))
+        # Newton step (alpha (z + sp) - sp - T) / ((1 - s) + alpha s), in place
+        num = za + sp
+        num *= aa
+        num -= sp
+        num -= Ta
+        den = aa - 1.0
+        den *= s
+        den += 1.0
+        num /= den
+        za = za - num
+        if act is None:
+            z = za
+        else:
+            z[act] = za
+        more = np.abs(num) > 1e-12 * (1.0 + np.abs(za))
         if not more.any():
             return z.reshape(T.shape)
-        act, za, Ta, aa = act[more], za[more], Ta[more], aa[more]
+        if more.all():
+            continue
+        if act is None:
+            act = np.flatnonzero(more)
+        else:
+            act = act[more]
+        za, Ta, aa = za[more], Ta[more], aa[more]
     return z.reshape(T.shape) if z0 is None else solve_ceiling(T, alpha, max_iter)
 
 
@@ -280,7 +312,8 @@ class Ceiling(Law):
         if not 0.0 < e0 <= 1.0:
             raise ValueError(f"ceiling law: e0 (the random-guess error) must be in (0, 1], got {e0}")
         self.e0 = float(e0)
-        self._last: tuple[np.ndarray, np.ndarray] | None = None  # (x, z) of the last solve
+        # (x, z) of the last solve, per thread (the solver's chunks run on threads)
+        self._tls = threading.local()
 
     def _parts(self, th, x):
         a, c, l, al = (th[:, k : k + 1] for k in range(4))
@@ -288,10 +321,10 @@ class Ceiling(Law):
         T = a - c * x - (1.0 - al) * logD
         # warm start when called again on the same x array (successive solver iterations): the
         # root is unique, so the start changes the work, not the answer
-        last = self._last
+        last = getattr(self._tls, "last", None)
         z0 = last[1] if last is not None and last[0] is x and last[1].shape == T.shape else None
         z = solve_ceiling(T, np.broadcast_to(al, T.shape), z0=z0)
-        self._last = (x, z)
+        self._tls.last = (x, z)
         sp = np.logaddexp(0.0, -z)  # -log sigmoid(z); -log sigmoid(-z) = z + sp
         y = np.logaddexp(l, logD - sp)
         return l, al, logD, z, sp, y
@@ -305,16 +338,26 @@ class Ceiling(Law):
     def y_jac(self, th, x):
         """One Newton solve for both (the solve is most of the cost of either)."""
         l, al, logD, z, sp, y = self._parts(th, x)
-        s = np.exp(-sp)
-        hp = (1.0 - s) + al * s
-        # (de/dT) / e = D s (1 - s) / (h'(z) e)
-        common = np.exp(logD - 2.0 * sp - z - y) / hp
-        einf_e = np.exp(l - y)
-        d_a = common
-        d_c = -x * common
-        d_l = einf_e * (1.0 - s) + common * (1.0 - al) * np.exp(l - logD)
-        d_al = common * (logD - z - sp)
-        return y, np.stack([d_a, d_c, d_l, d_al], axis=-1)
+        s = np.exp(-sp)  # sigmoid(z)
+        zsp = z + sp
+        sm = np.exp(-zsp)  # sigmoid(-z) = 1 - s, without cancellation
+        ie = np.exp(-y)  # 1 / e
+        # (de/dT) / e = D s (1 - s) / (h'(z) e), h'(z) = (1 - s) + alpha s
+        common = sm * s
+        common *= ie
+        common *= np.exp(logD)
+        common /= sm + al * s
+        J = np.empty(x.shape + (4,))
+        J[..., 0] = common
+        np.multiply(x, common, out=J[..., 1])
+        J[..., 1] *= -1.0
+        d_l = J[..., 2]
+        np.multiply(ie, sm, out=d_l)
+        d_l *= np.exp(l)
+        d_l += common * ((1.0 - al) * np.exp(l - logD))
+        np.subtract(logD, zsp, out=J[..., 3])
+        J[..., 3] *= common
+        return y, J
 
     def starts(self, x, y, w):
         """Grid over (alpha, e_inf / min e); (a, c) by weighted least squares, exact given those,

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from rsscale.analysis.schema import (
+from rsscale.analysis.columns import (
     COLUMNS,
     SCHEMA,
     TABLE_OPTIONAL,

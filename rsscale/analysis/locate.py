@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import rsscale
-from rsscale.analysis.schema import LoadError
+from rsscale.analysis.columns import LoadError
 
 MARKER = "pyproject.toml"
 

@@ -23,7 +23,11 @@ Rule (``law="auto"``, the default of the analysis):
   docs/calibration.md) ranking all laws together picked ``saturating`` for curves that start
   near the ceiling and doubled the median extrapolation error there;
 - a curve with fewer than 4 distinct compute values has no folds: it gets the log-linear
-  ``powerlaw`` (2 values: exact; 1: no fit). ``law_choice`` in fits.csv says which rule applied.
+  ``powerlaw`` (2 values: exact; 1: no fit). ``law_choice`` in fits.csv says which rule applied;
+- short-path rule: a curve with 5 or more distinct values whose folds rank only the log-linear
+  law (5 values: the second fold fits 3) gets the saturating law instead: the log-linear law
+  would win there by default, not by comparison, and its exponent (the local log-log slope)
+  understates a saturating curve's with a narrow interval (docs/calibration.md).
 
 The held-out fits are vectorised multi-start fits without the scipy polish and without the
 bootstrap, richest tier first: a curve whose folds rank a richer tier is not fitted with the
@@ -33,6 +37,7 @@ full curve.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +46,9 @@ from rsscale.analysis.fit import CurveData, FitResult, auto_deltas, fit_curves
 from rsscale.analysis.laws import LAWS
 
 CANDIDATES: tuple[str, ...] = ("powerlaw", "saturating", "offset", "ceiling")
+# fewest distinct compute values for the short-path rule (saturating instead of a default
+# log-linear choice; see fit_selected)
+SHORT_SATURATING = 5
 
 
 def heldout_min_points(law: str) -> int:
@@ -54,21 +62,48 @@ def n_folds(n_unique: int) -> int:
     return max(0, min(k, n_unique - 3))
 
 
-def heldout_scores(
+@dataclass
+class HeldOut:
+    """The held-out folds of a set of curves: ``score`` (G, L) RMSE of log error per curve and
+    candidate (NaN: not ranked), ``K`` (G,) folds per curve, and ``rows``: for the curves asked
+    for, every candidate's extrapolation error on one fold (the estimator comparison,
+    estimators.csv), each row with the curve's index ``g``."""
+
+    score: np.ndarray
+    K: np.ndarray
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def report_fold(n_unique: int, holdout_frac: float) -> int:
+    """The fold of the estimator comparison: the top ``holdout_frac`` of the distinct compute
+    values held out (at least one), 0 when fewer than 2 values would be left to fit."""
+    k = max(1, int(round(holdout_frac * n_unique)))
+    return k if n_unique - k >= 2 else 0
+
+
+def heldout(
     curves: list[CurveData],
     candidates: tuple[str, ...] = CANDIDATES,
     e0: list[float | None] | None = None,
     huber_delta: float | str = "auto",
     max_iter: int = 200,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(G, L) held-out RMSE of log error per curve and candidate (NaN: not ranked), and (G,) K.
+    compare: list[bool] | None = None,
+    holdout_frac: float = 0.2,
+) -> HeldOut:
+    """Held-out folds of every curve (see the module doc), and the estimator comparison rows.
 
     ``huber_delta="auto"``: each curve's threshold from the saturating law on the whole curve,
-    shared by all its folds and candidates (one robust scale per curve, and cheap)."""
+    shared by all its folds and candidates (one robust scale per curve, and cheap).
+    ``compare``: per curve, whether to fit every candidate on its :func:`report_fold` as well
+    (whatever the tier rule would skip) and report them in ``rows``; that fold is usually one of
+    the scored folds, so the comparison costs the cheap simpler laws only."""
     e0s = list(e0) if e0 is not None else [None] * len(curves)
+    cmp = list(compare) if compare is not None else [False] * len(curves)
+    if len(cmp) != len(curves):
+        raise ValueError(f"heldout: {len(cmp)} compare flags for {len(curves)} curves")
     G, L = len(curves), len(candidates)
     K = np.zeros(G, int)
-    folds: list[tuple[int, int, CurveData, np.ndarray, np.ndarray]] = []
+    folds: list[_Fold] = []
     clean = []
     for c in curves:
         C, e = np.asarray(c.C, float), np.asarray(c.err, float)
@@ -85,47 +120,99 @@ def heldout_scores(
         C, e = c.C, c.err
         u = np.unique(C)
         K[g] = n_folds(u.size)
-        for j in range(1, K[g] + 1):
+        kr = report_fold(u.size, holdout_frac) if cmp[g] else 0
+        for j in sorted(set(range(1, K[g] + 1)) | ({kr} if kr else set())):
             tr = u[-j] > C
-            folds.append((g, int(np.unique(C[tr]).size), CurveData((g, j), C[tr], e[tr]), C[~tr], e[~tr]))
+            folds.append(
+                _Fold(
+                    g,
+                    int(np.unique(C[tr]).size),
+                    CurveData((g, j), C[tr], e[tr]),
+                    C[~tr],
+                    e[~tr],
+                    j <= K[g],
+                    j == kr,
+                )
+            )
     sq = np.zeros((G, L))
     cnt = np.zeros((G, L))
     nf = np.zeros((G, L), int)
+    rows: list[dict[str, Any]] = []
     # richest tier first: a curve whose folds rank a richer tier cannot choose a simpler law, so
-    # the simpler laws are not fitted to it (their heldout_rmse stays NaN)
+    # the simpler laws are not fitted to it (their heldout_rmse stays NaN), except on its
+    # comparison fold
     npar = [LAWS[c].n_params for c in candidates]
     for li in sorted(range(L), key=lambda i: -npar[i]):
         law = candidates[li]
         richer = [i for i in range(L) if npar[i] > npar[li]]
         ranked = ((nf[:, richer] >= K[:, None]) & (K[:, None] > 0)).any(1) if richer else np.zeros(G, bool)
         mp = heldout_min_points(law)
-        use = [f for f in folds if f[1] >= mp and not ranked[f[0]]]
+        use = [f for f in folds if f.n_train >= mp and ((f.scored and not ranked[f.g]) or f.report)]
         if not use:
             continue
         fits = fit_curves(
-            [f[2] for f in use],
+            [f.train for f in use],
             law=law,
             n_boot=0,
-            huber_delta=np.array([dcurve[f[0]] for f in use]),
+            huber_delta=np.array([dcurve[f.g] for f in use]),
             min_points={law: mp},
             fallback=None,
             max_iter=max_iter,
-            e0=[e0s[f[0]] for f in use],
+            e0=[e0s[f.g] for f in use],
             polish=False,
         )
-        for (g, _, _, Ct, et), fr in zip(use, fits):
+        for f, fr in zip(use, fits):
             if fr.law == "none":
                 continue
-            r = fr.log_err(Ct) - np.log(et)
-            if not np.all(np.isfinite(r)):
+            r = fr.log_err(f.C_test) - np.log(f.e_test)
+            if f.report:
+                rows.append(
+                    {
+                        "g": f.g,
+                        "key": curves[f.g].key,
+                        "law": law,
+                        "n_train_values": f.n_train,
+                        "n_test": int(f.C_test.size),
+                        "extrap_ratio": float(f.C_test.max() / fr.c_range[1]),
+                        "mean_abs_log_err": float(np.mean(np.abs(r))),
+                        "converged": fr.converged,
+                    }
+                )
+            if not (f.scored and not ranked[f.g]) or not np.all(np.isfinite(r)):
                 continue
-            sq[g, li] += float(np.sum(r**2))
-            cnt[g, li] += r.size
-            nf[g, li] += 1
+            sq[f.g, li] += float(np.sum(r**2))
+            cnt[f.g, li] += r.size
+            nf[f.g, li] += 1
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.sqrt(sq / cnt)
     score[(nf < K[:, None]) | (K[:, None] == 0)] = np.nan
-    return score, K
+    order = {c: i for i, c in enumerate(candidates)}
+    rows.sort(key=lambda r: (order[r["law"]], r["g"]))
+    return HeldOut(score, K, rows)
+
+
+@dataclass
+class _Fold:
+    g: int  # the curve
+    n_train: int  # distinct compute values fitted
+    train: CurveData
+    C_test: np.ndarray
+    e_test: np.ndarray
+    scored: bool  # one of the curve's K folds (counts in its heldout_rmse)
+    report: bool  # the estimator comparison's fold
+
+
+def heldout_scores(
+    curves: list[CurveData],
+    candidates: tuple[str, ...] = CANDIDATES,
+    e0: list[float | None] | None = None,
+    huber_delta: float | str = "auto",
+    max_iter: int = 200,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(G, L) held-out RMSE of log error per curve and candidate (NaN: not ranked), and (G,) K
+    (:func:`heldout` without the comparison rows)."""
+    h = heldout(curves, candidates, e0, huber_delta, max_iter)
+    return h.score, h.K
 
 
 def choose(score: np.ndarray, candidates: tuple[str, ...]) -> list[str | None]:
@@ -148,13 +235,17 @@ def fit_selected(
     e0: float | list[float | None] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    compare: list[bool] | None = None,
+    holdout_frac: float = 0.2,
     **fit_kw: Any,
 ) -> list[FitResult]:
     """Choose each curve's law by held-out extrapolation, then fit it (with its bootstrap).
 
     ``fit_kw`` goes to :func:`rsscale.analysis.fit.fit_curves` (ci_level, huber_delta, ...).
     Each result's ``selection`` holds ``law_choice``, ``heldout_folds``, ``heldout_rmse`` and
-    ``heldout_rmse_<law>`` for every candidate (the columns fits.csv gets).
+    ``heldout_rmse_<law>`` for every candidate (the columns fits.csv gets). For the curves
+    flagged in ``compare``, ``comparison`` holds every candidate's error on the fold that holds
+    out the top ``holdout_frac`` of compute values (estimators.csv; from the same held-out fits).
     """
     bad = [c for c in candidates if c not in LAWS]
     if bad or not candidates:
@@ -163,8 +254,25 @@ def fit_selected(
     if len(e0s) != len(curves):
         raise ValueError(f"fit_selected: {len(e0s)} e0 values for {len(curves)} curves")
     hd = fit_kw.get("huber_delta", "auto")
-    score, K = heldout_scores(curves, candidates, e0s, hd)
+    h = heldout(curves, candidates, e0s, hd, compare=compare, holdout_frac=holdout_frac)
+    score, K = h.score, h.K
+    comparison: dict[int, list[dict[str, Any]]] = {}
+    for r in h.rows:
+        comparison.setdefault(r.pop("g"), []).append(r)
     chosen = choose(score, candidates)
+    # short-path rule: on a curve whose folds can rank only the log-linear law (5 distinct
+    # values: its second fold fits 3), that law would win by default, not by comparison, and
+    # its exponent is the local log-log slope, which understates a saturating curve's exponent
+    # with a narrow interval (docs/calibration.md: 0-10% coverage); fit the saturating law
+    # there instead (2 residual degrees of freedom: a wide but honest interval)
+    rule = ["heldout" if c else f"short path ({K[g]} folds): powerlaw" for g, c in enumerate(chosen)]
+    if "saturating" in candidates:
+        si = candidates.index("saturating")
+        for g, c in enumerate(chosen):
+            nu = np.unique(np.asarray(curves[g].C, float)).size
+            if c == "powerlaw" and nu >= SHORT_SATURATING and not np.isfinite(score[g, si]):
+                chosen[g] = "saturating"
+                rule[g] = f"short path ({nu} values): saturating (only the log-linear law was ranked)"
     groups: dict[str, list[int]] = {}
     for g, law in enumerate(chosen):
         groups.setdefault(law or "powerlaw", []).append(g)
@@ -183,17 +291,25 @@ def fit_selected(
         for g, f in zip(idx, fits):
             li = candidates.index(law) if law in candidates else None
             sel: dict[str, Any] = {
-                "law_choice": "heldout" if chosen[g] else f"short path ({K[g]} folds): powerlaw",
+                "law_choice": rule[g],
                 "heldout_folds": int(K[g]),
-                "heldout_rmse": float(score[g, li]) if chosen[g] and li is not None else float("nan"),
+                "heldout_rmse": float(score[g, li])
+                if rule[g] == "heldout" and li is not None
+                else float("nan"),
             }
             for i, c in enumerate(candidates):
                 sel[f"heldout_rmse_{c}"] = float(score[g, i])
             f.selection = sel
+            f.comparison = comparison.get(g, [])
             if not chosen[g] and f.law == "powerlaw":
                 f.notes.append(
                     f"{f.n_unique} distinct compute values: too few for a held-out law choice; "
                     "fitted the 'powerlaw' form (log-linear)"
+                )
+            if f.law == "powerlaw" and f.n_unique >= 3:
+                f.notes.append(
+                    "log-linear fit: c is the local log-log slope over the data, below the "
+                    "exponent of a curve that saturates (its interval is for that slope)"
                 )
             out[g] = f
     return [f for f in out if f is not None]

@@ -29,7 +29,7 @@ import pandas as pd
 from rsscale.analysis.fit import CurveData, FitResult, compare_estimators, fit_curves
 from rsscale.analysis.laws import KNOWN_CLASSES, random_guess_error
 from rsscale.analysis.regimes import regime_info, regime_keys
-from rsscale.analysis.selection import fit_selected
+from rsscale.analysis.selection import CANDIDATES, fit_selected
 
 MEASURES = {"flops": "FLOPs", "train_step_s": "train-step time"}
 
@@ -208,8 +208,10 @@ def fit_paths(
         ncls = int(df["num_classes"].dropna().iloc[0])
     ncls = ncls if ncls is not None else KNOWN_CLASSES.get(dataset)
     an.e0 = random_guess_error(ncls)
+    # the estimator comparison (estimators.csv): FLOPs paths with enough points
+    compare = [c.key[1] == "flops" and np.unique(c.C).size >= 6 for c in curves]
     fit = fit_selected if st.law == "auto" else fit_curves
-    kw = {} if st.law == "auto" else {"law": st.law}
+    kw = {"compare": compare, "holdout_frac": st.holdout_frac} if st.law == "auto" else {"law": st.law}
     fits = fit(
         curves,
         n_boot=st.n_boot,
@@ -231,9 +233,14 @@ def fit_paths(
         else:
             eg = "; ".join(lbl for lbl, _ in items[:3])
             an.notes.append(f"{len(items)} fits: {items[0][1]} (e.g. {eg})")
-    # estimator comparison by extrapolation (FLOPs paths with enough points)
-    ecurves = [c for c in curves if c.key[1] == "flops" and np.unique(c.C).size >= 6]
-    an.estimators = compare_estimators(
-        ecurves, holdout_frac=st.holdout_frac, huber_delta=st.huber_delta, e0=an.e0
-    )
+    if st.law == "auto":
+        # the law choice's own held-out fits already hold every law's error on the comparison
+        # fold: reuse them (a stable sort keeps the paths' order within each law)
+        order = {c: i for i, c in enumerate(CANDIDATES)}
+        an.estimators = sorted((r for f in fits for r in f.comparison), key=lambda r: order[r["law"]])
+    else:
+        ecurves = [c for c, k in zip(curves, compare) if k]
+        an.estimators = compare_estimators(
+            ecurves, holdout_frac=st.holdout_frac, huber_delta=st.huber_delta, e0=an.e0
+        )
     return an, df

@@ -3,7 +3,7 @@
 ``load_wandb("ENTITY/PROJECT[/GROUP]")`` lists the runs with ``api.runs(path, filters,
 per_page=...)`` and walks the returned paginator by index, so that a page fetch that fails with
 HTTP 429 (rate limited) is retried with exponential backoff without skipping runs. Every run is
-mapped to one row of :data:`rsscale.analysis.schema.SCHEMA`:
+mapped to one row of :data:`rsscale.analysis.columns.SCHEMA`:
 
 - if the run's summary holds the whole run record under ``record`` (a dict or JSON string), that
   record is used as is (the same path as a sweep directory);
@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from rsscale.analysis.schema import LoadError, normalize, record_to_row
+from rsscale.analysis.columns import LoadError, normalize, record_to_row
 
 DEFAULT_CACHE = Path.home() / ".cache" / "rsscale" / "wandb"
 _STATE = {

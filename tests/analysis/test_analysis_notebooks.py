@@ -17,8 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from rsscale.analysis.columns import LoadError
 from rsscale.analysis.locate import find_source, repo_root
-from rsscale.analysis.schema import LoadError
 from tests.launch.sweep_helpers import records, sweep
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from rsscale.analysis.columns import record_to_row
 from rsscale.analysis.load import normalize
 from rsscale.analysis.recommend import Settings, analyze_dataset
 from rsscale.analysis.regimes import cross_regime_verdict, regime_keys
 from rsscale.analysis.report import write_report
-from rsscale.analysis.schema import record_to_row
 from tests.analysis import synthetic_laws as S
 
 FAST = Settings(n_boot=300)

@@ -5,6 +5,7 @@ silently change every fit."""
 import numpy as np
 import pytest
 
+from rsscale.analysis.joint import make_law
 from rsscale.analysis.laws import LAWS, AdditiveAxes, ceiling_law
 
 
@@ -38,3 +39,23 @@ def test_default_y_jac_of_a_law_without_override():
     yv, J = law.y_jac(th, x)
     np.testing.assert_array_equal(yv, law.y(th, x))
     np.testing.assert_array_equal(J, law.jac(th, x))
+
+
+@pytest.mark.parametrize("form", ["additive", "product"])
+def test_joint_law_y_jac_matches_y_and_finite_differences(form):
+    """The joint laws of the resolution question (joint.py) share one pass for value and
+    Jacobian; both must equal the separate evaluations and finite differences."""
+    law = make_law(form, 3)
+    rng = np.random.default_rng(4)
+    G, n = 5, 30
+    x = rng.normal(size=(G, n, 3))
+    th = np.tile(law.starts(x[:1], np.full((1, n), -2.0), np.ones((1, n)))[0, 4], (G, 1))
+    th = th + 0.1 * rng.standard_normal(th.shape)
+    yv, J = law.y_jac(th, x)
+    np.testing.assert_allclose(yv, law.y(th, x), rtol=0, atol=1e-12)
+    h = 1e-6
+    for k in range(th.shape[1]):
+        tp, tm = th.copy(), th.copy()
+        tp[:, k] += h
+        tm[:, k] -= h
+        np.testing.assert_allclose(J[..., k], (law.y(tp, x) - law.y(tm, x)) / (2 * h), rtol=1e-5, atol=1e-7)
