@@ -388,7 +388,7 @@ def typed_cell(cell: Mapping[str, Any], *, check_data_files: bool = True) -> Cel
     runtime = validate_runtime(cell["runtime"], int(recipe.batch_size), int(recipe.grad_accum_steps))
     model = from_model_cfg(cell["model"])
     data = validated_data_config(cell["data"]) if check_data_files else data_config(cell["data"])
-    check_batch_fits(cell["data"], int(recipe.batch_size))
+    check_batch_fits(data, int(recipe.batch_size))
     logger = from_mapping(LoggerConfig, cell["logger"], _unknown("logger"))
     return CellConfig(model, data, recipe, runtime, logger)
 

@@ -40,6 +40,9 @@ from .streams import (
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 IN_CHANS = 3
+# ILSVRC-2012's published counts: the registry's facts for estimates made before any scan. The tree
+# at data.root (which may be a subset or another image tree) is counted when build_data lists it.
+TRAIN_SIZE, VAL_SIZE, NUM_CLASSES = 1_281_167, 50_000, 1000
 EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 CROP_FRACTION = 0.875
 RANDAUGMENT_FILL = 128  # grey, as the released TF RandAugment fills rotated/translated borders

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from rsscale.config import RuntimeConfig
 from rsscale.io import atomic_torch_save
 from rsscale.layout import CHECKPOINT_NAME
 from rsscale.layout import PREVIOUS_CHECKPOINT_NAME as PREVIOUS_NAME
@@ -162,7 +163,7 @@ class Checkpointer:
     def __init__(
         self,
         run_dir: str | os.PathLike,
-        runtime: Mapping[str, Any],
+        runtime: RuntimeConfig,
         *,
         states: Sequence[Stateful] = (),
         is_main: bool = True,
@@ -171,9 +172,9 @@ class Checkpointer:
         stop_signals: tuple[int, ...] = (),
     ):
         self.run_dir = Path(run_dir)
-        self.every_epochs = int(runtime.get("checkpoint_every_epochs") or 1)
-        self.every_steps = int(runtime.get("checkpoint_every_steps") or 0)
-        self.every_minutes = float(runtime.get("checkpoint_every_minutes") or 0)
+        self.every_epochs = int(runtime.checkpoint_every_epochs or 1)
+        self.every_steps = int(runtime.checkpoint_every_steps or 0)
+        self.every_minutes = float(runtime.checkpoint_every_minutes or 0)
         self.states = tuple(states)
         self.is_main = is_main
         self.clock = clock

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsscale.config import RuntimeConfig
+from rsscale.config import CellConfig
 from rsscale.train import distributed as D
 from rsscale.train.device import RunEnv
 from rsscale.train.step import TrainStep, autocast, time_call
@@ -38,7 +38,7 @@ def evaluate(model: nn.Module, stream, amp_dtype, device) -> dict[str, float]:
     return {"top1": stats[0].item() / n, "top5": stats[1].item() / n}
 
 
-def measure_latency(cfg: Mapping, in_chans: int, num_classes: int, device, amp_dtype):
+def measure_latency(cfg: CellConfig, in_chans: int, num_classes: int, device, amp_dtype) -> dict[str, Any]:
     """The paper's speed axis: measured train-step and inference seconds at a fixed batch.
 
     Runs on a fresh single-process copy of the architecture with synthetic input and the RNG
@@ -46,18 +46,18 @@ def measure_latency(cfg: Mapping, in_chans: int, num_classes: int, device, amp_d
     """
     from rsscale.models import build_model
 
-    rt = cfg["runtime"]
-    batch, iters = int(rt["latency_batch"]), int(rt["latency_iters"])
-    res = int(cfg["data"]["train_res"])
+    rt = cfg.runtime
+    batch, iters = int(rt.latency_batch), int(rt.latency_iters)
+    res = int(cfg.data.train_res)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        m = build_model(cfg["model"], num_classes=num_classes, in_chans=in_chans).to(device)
-        fmt = torch.channels_last if rt["channels_last"] else torch.contiguous_format
+        m = build_model(cfg.model, num_classes=num_classes, in_chans=in_chans).to(device)
+        fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
         m = m.to(memory_format=fmt)
         opt = torch.optim.SGD(m.parameters(), lr=1e-6, momentum=0.9)
         step = TrainStep(m, opt, F.cross_entropy, device, amp_dtype)
         x = torch.randn(batch, in_chans, res, res, device=device).contiguous(memory_format=fmt)
         y = torch.randint(0, num_classes, (batch,), device=device)
-        out = {}
+        out: dict[str, Any] = {}
         for name, fn, mode in (
             ("train_step_s", lambda: step(x, y), True),
             ("infer_s", lambda: step.infer(x), False),
@@ -74,10 +74,10 @@ class Evaluator:
     last epoch), val + minival + a clean training subset (the generalisation gap) at the end;
     each with the EMA weights too when EMA is on (the gap: the headline weights only)."""
 
-    def __init__(self, cfg: Mapping[str, Any], env: RunEnv, data, model: nn.Module, ema=None):
+    def __init__(self, cfg: CellConfig, env: RunEnv, data, model: nn.Module, ema=None):
         self.cfg, self.env, self.data, self.model, self.ema = cfg, env, data, model, ema
-        self.every = int(cfg["runtime"].get("eval_every_epochs") or 1)
-        self.epochs = int(cfg["recipe"]["epochs"])
+        self.every = int(cfg.runtime.eval_every_epochs or 1)
+        self.epochs = int(cfg.recipe.epochs)
 
     def _eval(self, model: nn.Module, stream, prefix: str, suffix: str = "") -> dict[str, Any]:
         m = evaluate(model, stream, self.env.amp_dtype, self.env.device)
@@ -135,7 +135,7 @@ class Evaluator:
     def cost(self, history: list[Mapping[str, Any]]) -> dict[str, Any]:
         """The measured part of the record's `cost`: latency (main rank), throughput, peak memory."""
         out: dict[str, Any] = {}
-        if self.cfg["runtime"].get("measure_latency", RuntimeConfig.measure_latency) and self.env.is_main:
+        if self.cfg.runtime.measure_latency and self.env.is_main:
             out.update(
                 measure_latency(
                     self.cfg, self.data.in_chans, self.data.num_classes, self.env.device, self.env.amp_dtype

@@ -1,22 +1,17 @@
-"""The ResNet-RS recipe as pure functions: LR schedule, weight-decay groups, optimiser, Table 8.
+"""The ResNet-RS recipe as pure functions: LR schedule, weight-decay groups, optimiser.
 
-Kept free of training state so each piece is testable against the paper's numbers.
+Kept free of training state so each piece is testable against the paper's numbers. The `recipe:`
+group's defaults, checks and Table 8 live in one place, `rsscale.config` (`RecipeConfig`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from rsscale.config import (  # noqa: F401 (the recipe's names)
-    LR_SCHEDULES,
-    TABLE8,
-    RecipeConfig,
-    rs_paper_regularization,
-)
+from rsscale.config import LR_SCHEDULES, RecipeConfig
 
 STEP_MILESTONES = (0.3, 0.6, 0.8)  # the classic step schedule: x0.1 at 30/60/80% of training
 
@@ -64,12 +59,12 @@ def param_groups(model: nn.Module, weight_decay: float, wd_on_bn: bool = False) 
     return groups
 
 
-def build_optimizer(model: nn.Module, recipe: Mapping, lr: float, device: torch.device):
+def build_optimizer(
+    model: nn.Module, recipe: RecipeConfig, lr: float, device: torch.device
+) -> torch.optim.Optimizer:
     """SGD with momentum 0.9, coupled L2 as in TF; the fused kernel where torch has one."""
-    groups = param_groups(model, recipe["weight_decay"], recipe.get("wd_on_bn", RecipeConfig.wd_on_bn))
-    kwargs = dict(
-        lr=lr, momentum=recipe["momentum"], nesterov=bool(recipe.get("nesterov", RecipeConfig.nesterov))
-    )
+    groups = param_groups(model, recipe.weight_decay, recipe.wd_on_bn)
+    kwargs = dict(lr=lr, momentum=recipe.momentum, nesterov=bool(recipe.nesterov))
     try:
         return torch.optim.SGD(groups, fused=True, **kwargs)
     except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from rsscale.config import LoggerConfig
 from rsscale.io import is_storage_error
 from rsscale.train.checkpoint import PreemptRequested
 from rsscale.train.record import load_record, new_record, now, provenance, write_record
@@ -121,7 +122,7 @@ class RunRecorder:
         *,
         provenance_extra: Mapping[str, Any],
         cost: Mapping[str, Any],
-        logger_cfg: Mapping[str, Any],
+        logger_cfg: LoggerConfig,
         config: Mapping[str, Any],
         group: str | None = None,
     ) -> None:
