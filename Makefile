@@ -15,6 +15,7 @@ slurm: setup
 
 test: setup slurm
 	$(PY) -m ruff check .
+	$(PY) -m mypy  # the packages listed in pyproject's [tool.mypy]
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 test-fast: setup

@@ -104,6 +104,7 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictC
 
 def cell_config(cfg: DictConfig | Mapping) -> dict[str, Any]:
     """The resolved cell config (plain dict) of a composed config, with `auto` values filled in."""
+    cell: dict[str, Any]
     if isinstance(cfg, DictConfig):
         cell = {g: OmegaConf.to_container(cfg[g], resolve=True) for g in CELL_GROUPS}
     else:
@@ -177,7 +178,7 @@ def _num(
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{field} must be a number, got {value!r}")
-    if integer and float(value) != int(value):
+    if integer and float(value) != math.trunc(value):
         raise ValueError(f"{field} must be an integer, got {value!r}")
     if lo is not None and (value <= lo if lo_open else value < lo):
         raise ValueError(f"{field} must be {'>' if lo_open else '>='} {lo}, got {value!r}")

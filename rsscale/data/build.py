@@ -6,6 +6,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,9 +86,18 @@ def build_data(
     if randaugment_magnitude is not None and randaugment_magnitude != cfg.randaugment_magnitude:
         cfg = dataclasses.replace(cfg, randaugment_magnitude=randaugment_magnitude)  # checks it
     magnitude = cfg.randaugment_magnitude
-    common = {"rank": rank, "world_size": world_size, "channels_last": channels_last, "device": device}
+    common: dict[str, Any] = {
+        "rank": rank,
+        "world_size": world_size,
+        "channels_last": channels_last,
+        "device": device,
+    }
     name = cfg.name
 
+    train: TrainStream
+    minival: EvalStream
+    val: EvalStream | None = None
+    train_eval: EvalStream | None = None
     load_in_memory = dataset(name).load_in_memory
     if load_in_memory is not None:
         data = load_in_memory(cfg, device, not for_minival_only)
@@ -114,7 +124,13 @@ def build_data(
             randaugment_fill=fill,
             **common,
         )
-        ev = {"batch_size": eval_batch_size, "res": cfg.eval_res, "mean": mean, "std": std, **common}
+        ev: dict[str, Any] = {
+            "batch_size": eval_batch_size,
+            "res": cfg.eval_res,
+            "mean": mean,
+            "std": std,
+            **common,
+        }
         minival = InMemoryEvalStream(train_x, train_y, minival_idx, **ev)
         train_eval_idx = train_eval_indices(train_idx, len(minival_idx))
         train_eval = None
@@ -124,8 +140,11 @@ def build_data(
         if val_xy is not None:
             val = InMemoryEvalStream(val_xy[0], val_xy[1], np.arange(len(val_xy[1])), **ev)
     else:
+        root = cfg.root
+        if root is None:
+            raise DataConfigError(f"data.root must be set for data.name={name} (an image tree)")
         tree = inet.load_tree(
-            cfg.root,
+            root,
             with_val=not for_minival_only,
             max_unreadable_fraction=float(cfg.max_unreadable_fraction or 0.0),
         )
@@ -133,7 +152,7 @@ def build_data(
         train_idx, minival_idx = split_indices(keys, cfg.minival_fraction)
         train_idx = take_subset(train_idx, cfg.train_subset, keys)
         num_workers = resolve_num_workers(cfg.num_workers)
-        train_dir = os.path.join(cfg.root, "train")
+        train_dir = os.path.join(root, "train")
         bad_log = None if bad_image_log is None else str(bad_image_log)  # unreadable files: listed, skipped
         decode_on = resolve_decode(cfg.decode, device)  # None: PIL in the workers
         raw = {"raw": decode_on is not None}
@@ -177,7 +196,7 @@ def build_data(
         val = None
         if not for_minival_only:
             val_ds = inet.ImageTreeDataset(
-                os.path.join(cfg.root, "val"),
+                os.path.join(root, "val"),
                 tree["val_paths"],
                 tree["val_labels"],
                 eval_tf,

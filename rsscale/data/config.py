@@ -113,7 +113,7 @@ class DataConfig:
         if not isinstance(self.download, bool):
             raise DataConfigError(f"data.download must be true or false, got {self.download!r}")
         nw = self.num_workers
-        if nw != "auto" and (not _is_int(nw) or nw < 0):
+        if nw != "auto" and (not _is_int(nw) or int(nw) < 0):
             raise DataConfigError(f"data.num_workers must be 'auto' or an integer >= 0, got {nw!r}")
         self.num_workers = nw if nw == "auto" else int(nw)
         ra = self.randaugment_magnitude

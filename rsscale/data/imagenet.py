@@ -22,6 +22,7 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -353,7 +354,7 @@ class EpochBatchSampler(Sampler):
 
 
 def _loader(dataset, batch_sampler, num_workers: int, device: torch.device, persistent: bool) -> DataLoader:
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if num_workers > 0:
         kwargs = {"persistent_workers": persistent, "prefetch_factor": 4}
     if getattr(dataset, "raw", False):  # file bytes: a list per batch, read by the decoder, not copied

@@ -100,7 +100,8 @@ def _fm_load(cfg: DataConfig, device: torch.device, with_val: bool) -> InMemory:
     return InMemory(train, val, fm.MEAN, fm.STD, fm.NUM_CLASSES, fm.IN_CHANS, fill=0, pad=fm.PAD)
 
 
-def _syn_load(cfg: SyntheticDataConfig, device: torch.device, with_val: bool) -> InMemory:
+def _syn_load(cfg: DataConfig, device: torch.device, with_val: bool) -> InMemory:
+    assert isinstance(cfg, SyntheticDataConfig)  # the entry's schema
     x, y = syn.make_split("train", cfg.size, cfg.num_classes)
     val = None
     if with_val:

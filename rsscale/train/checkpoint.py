@@ -104,8 +104,8 @@ class PreemptFlag:
         self.signum = signum
         self.stop_signals = tuple(stop_signals)
         self.requested = False
-        self.received = None
-        self.previous = None
+        self.received: int | None = None
+        self.previous: Any = None  # the handler before ours (a callable, SIG_DFL/SIG_IGN, or None)
         self.others: dict[int, Any] = {}
         self.frame = None
 
@@ -181,7 +181,7 @@ class Checkpointer:
         self.last_save = clock()
         self.signals = (signum, tuple(stop_signals))
         self.preempt = PreemptFlag(*self.signals)  # installed by `watch_preemption`
-        self.on_preempt: Callable[[], None] | None = None
+        self.on_preempt: Callable[[], object] | None = None
 
     # -- resume and save -------------------------------------------------------------------------
     def resume(self, map_location="cpu") -> bool:
@@ -235,7 +235,7 @@ class Checkpointer:
 
     # -- preemption --------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def watch_preemption(self, on_preempt: Callable[[], None] | None = None):
+    def watch_preemption(self, on_preempt: Callable[[], object] | None = None):
         """Catch the preemption signal while training; `on_preempt` runs after the checkpoint and
         before the hand-over (the record must say `preempted` before submitit exits)."""
         self.on_preempt = on_preempt

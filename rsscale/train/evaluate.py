@@ -3,7 +3,7 @@ and the measured speed (train-step and inference latency) the study plots agains
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -17,7 +17,7 @@ from rsscale.train.step import TrainStep, autocast, time_call
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, stream, amp_dtype, device) -> dict[str, float]:
+def evaluate(model: nn.Module, stream, amp_dtype, device) -> dict[str, float | None]:
     """Top-1/top-5 over every sample of an eval stream (summed across DDP ranks)."""
     was_training = model.training
     model.eval()
@@ -58,15 +58,24 @@ def measure_latency(cfg: CellConfig, in_chans: int, num_classes: int, device, am
         x = torch.randn(batch, in_chans, res, res, device=device).contiguous(memory_format=fmt)
         y = torch.randint(0, num_classes, (batch,), device=device)
         out: dict[str, Any] = {}
-        for name, fn, mode in (
+        calls: tuple[tuple[str, Callable[[], torch.Tensor], bool], ...] = (
             ("train_step_s", lambda: step(x, y), True),
             ("infer_s", lambda: step.infer(x), False),
-        ):
+        )
+        for name, fn, mode in calls:
             m.train(mode)
             fn()  # warm-up
-            out[name] = time_call(lambda fn=fn: [fn() for _ in range(iters)], device) / iters
+            out[name] = time_call(_repeat(fn, iters), device) / iters
     out["latency_batch"] = batch
     return out
+
+
+def _repeat(fn: Callable[[], object], n: int) -> Callable[[], None]:
+    def calls() -> None:
+        for _ in range(n):
+            fn()
+
+    return calls
 
 
 class Evaluator:
@@ -95,7 +104,7 @@ class Evaluator:
             return self._both(self.data.minival, "minival")
         return {}
 
-    def final(self, history: list[Mapping[str, Any]]) -> dict[str, Any]:
+    def final(self, history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """The record's `final`: val (None when not loaded, as in tuning trials) and minival,
         the headline top1/top5 (EMA weights if EMA is on) and the best minival top-1 of the run."""
         final: dict[str, Any] = {
@@ -132,7 +141,7 @@ class Evaluator:
         gap = None if top1 is None or minival_top1 is None else top1 - minival_top1
         return {"train_top1": top1, "generalization_gap": gap, "train_eval_images": stream.num_samples}
 
-    def cost(self, history: list[Mapping[str, Any]]) -> dict[str, Any]:
+    def cost(self, history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """The measured part of the record's `cost`: latency (main rank), throughput, peak memory."""
         out: dict[str, Any] = {}
         if self.cfg.runtime.measure_latency and self.env.is_main:

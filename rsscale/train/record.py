@@ -61,7 +61,7 @@ def write_record(run_dir: str | os.PathLike, record: dict) -> None:
 
 @lru_cache(maxsize=1)
 def _static_provenance() -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("rsscale", "torch", "torchvision", "numpy", "hydra-core", "submitit", "wandb", "optuna"):
         try:
             versions[pkg] = metadata.version(pkg)

@@ -189,7 +189,8 @@ class RunRecorder:
         r = self.record
         r["status"] = status
         if status == "failed":
-            r.update(error_class=classify_exception(error), error=f"{type(error).__name__}: {error}")
+            cls = classify_exception(error) if error is not None else "code_error"  # what None classifies as
+            r.update(error_class=cls, error=f"{type(error).__name__}: {error}")
         elif status == "diverged":
             r.update(error_class="diverged", error=str(error))
         elif status == "preempted":

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -148,9 +148,8 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         self.close()
-        return False
 
 
 class Trainer:
@@ -250,13 +249,13 @@ class Trainer:
         """Compile and DDP-wrap (after the resume: DDP broadcasts rank 0's weights); build the step."""
         model, env = self.model, self.env
         if self.compile_on:
-            self.fwd_model = torch.compile(model)
+            self.fwd_model = cast(nn.Module, torch.compile(model))  # an OptimizedModule
         train_model = self.fwd_model
         if env.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ddp = DDP(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
-            train_model = torch.compile(ddp) if self.compile_on else ddp
+            train_model = cast(nn.Module, torch.compile(ddp)) if self.compile_on else ddp
         self.train_step = TrainStep(
             train_model,
             self.optimizer,
@@ -272,20 +271,31 @@ class Trainer:
         """One micro-batch. Under accumulation DDP syncs gradients on the last micro-batch only."""
         if micro % self.schedule.accum == 0:
             set_lr(self.optimizer, self.schedule.lr(self.step))
-        train_model = self.train_step.model
-        no_sync = self.env.world > 1 and (micro + 1) % self.schedule.accum and hasattr(train_model, "no_sync")
-        with train_model.no_sync() if no_sync else contextlib.nullcontext():
-            return self.train_step.forward_backward(x, y)
+        step = self._train_step()
+        no_sync = getattr(step.model, "no_sync", None)  # DDP's
+        accumulating = self.env.world > 1 and (micro + 1) % self.schedule.accum
+        with no_sync() if accumulating and no_sync is not None else contextlib.nullcontext():
+            return step.forward_backward(x, y)
+
+    def _train_step(self) -> TrainStep:
+        if self.train_step is None:
+            raise RuntimeError("Trainer.prepare() builds the train step before the first epoch")
+        return self.train_step
+
+    def _epoch_stats(self) -> EpochStats:
+        if self.stats is None:
+            raise RuntimeError("no epoch in progress")
+        return self.stats
 
     def _optimizer_step(self) -> None:
-        self.train_step.optimizer_step()
+        self._train_step().optimizer_step()
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
-        self.stats.steps_here += 1
+        self._epoch_stats().steps_here += 1
 
     def _log(self, recorder, progress: Progress) -> None:
-        stats, s = self.stats, self.schedule
+        stats, s = self._epoch_stats(), self.schedule
         total = stats.loss_sum()  # every rank takes the same decision
         if not math.isfinite(total):
             raise Diverged(f"loss is not finite at step {self.step}")

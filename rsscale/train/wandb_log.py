@@ -12,7 +12,7 @@ import netrc
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from rsscale.config import LOGGER_MODES as MODES  # one list of modes: the logger schema's
 from rsscale.config import LoggerConfig
@@ -73,7 +73,7 @@ class WandbRun:
                 name=name,
                 id=run_id,
                 resume="allow",
-                mode=self.mode,
+                mode=cast(Literal["online", "offline", "disabled"], self.mode),  # resolve_mode's
                 dir=str(run_dir),
                 config=dict(config),
                 settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
