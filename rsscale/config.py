@@ -27,11 +27,11 @@ from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from rsscale.config_schema import cell_fields, from_mapping, preset_node
 from rsscale.data import DATASETS, DataConfig, check_batch_fits, data_config
 from rsscale.data.registry import preset_node as data_preset_node
 from rsscale.data.registry import validated_data_config
 from rsscale.models import ResNetRSConfig, from_model_cfg
-from rsscale.schema import cell_fields, from_mapping, preset_node
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"

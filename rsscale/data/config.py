@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rsscale.schema import OMIT
+from rsscale.config_schema import OMIT
 
 MIN_RES, MAX_RES = 16, 2048
 DECODES = ("auto", "cpu", "cuda")

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from rsscale import schema
+from rsscale import config_schema
 
 from . import fashion_mnist as fm
 from . import imagenet as inet
@@ -147,8 +147,8 @@ _EXTRA = {f.name for d in DATASETS.values() for f in dataclasses.fields(d.schema
 def preset_node(name: str) -> dict[str, Any]:
     """The base node of `conf/data/<name>.yaml`: the common defaults plus the dataset's preset fields."""
     spec = DATASETS[name]
-    own = schema.defaults(spec.schema)
-    return schema.preset_node(DataConfig, name=name, **{k: own[k] for k in spec.preset_fields})
+    own = config_schema.defaults(spec.schema)
+    return config_schema.preset_node(DataConfig, name=name, **{k: own[k] for k in spec.preset_fields})
 
 
 def dataset(name: str) -> Dataset:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torchvision.ops import SqueezeExcitation, StochasticDepth
 
-from rsscale.schema import cell_fields, defaults
+from rsscale.config_schema import cell_fields, defaults
 
 from .config import DEPTH_BLOCKS, DROP_PATH_SCHEDULES, STEMS, ResNetRSConfig, from_model_cfg
 

@@ -18,7 +18,7 @@ import torch
 from rsscale.config import LoggerConfig
 from rsscale.io import is_storage_error
 from rsscale.train.checkpoint import PreemptRequested
-from rsscale.train.record import load_record, new_record, now, provenance, write_record
+from rsscale.train.record_file import load_record, new_record, now, provenance, write_record
 from rsscale.train.wandb_log import WandbRun, new_run_id
 
 log = logging.getLogger("rsscale.train")

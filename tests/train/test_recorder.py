@@ -11,7 +11,7 @@ import rsscale.train.recorder as recorder_mod
 from rsscale.config import LoggerConfig
 from rsscale.layout import RECORD_NAME
 from rsscale.train.checkpoint import PreemptRequested
-from rsscale.train.record import load_record, new_record, write_record
+from rsscale.train.record_file import load_record, new_record, write_record
 from rsscale.train.recorder import Diverged, Pruned, RunRecorder
 
 CFG = {"model": {"depth": 26}, "runtime": {"seed": 0}, "logger": {"mode": "disabled"}}

@@ -1,6 +1,8 @@
-"""The run record: one JSON file per run, written atomically; the source of truth for results.
+"""The run record's file (record.json): one per run, written atomically; the source of truth for results.
 
-Schema in docs/contracts.md. W&B mirrors it; analysis and status read only this file.
+Its format: create, load, write, provenance. What changes it during a run, and when, is
+`rsscale.train.recorder.RunRecorder`'s business. Schema in docs/contracts.md. W&B mirrors it;
+analysis and status read only this file.
 """
 
 from __future__ import annotations
