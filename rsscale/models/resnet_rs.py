@@ -191,6 +191,12 @@ class ResNetRS(nn.Module):
     ``drop_path_rates`` (per stage, per block), ``depth`` (label), ``width``.
     """
 
+    # the stages, added by name in __init__ (declared for the type checker)
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, cfg: ResNetRSConfig):
         super().__init__()
         self.cfg = cfg
