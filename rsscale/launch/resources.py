@@ -83,7 +83,8 @@ def local_cell_seconds(cell: Mapping[str, Any]) -> float:
     c = cell_cost(cell)
     per_image = 3.0 * c["flops_per_image"] * _S_PER_TRAIN_FLOP + blocks * res * res * _S_PER_BLOCK_PX
     epochs = float(cell["recipe"]["epochs"])
-    val, minival = sizes.val_images, sizes.minival_images * epochs
+    val = sizes.val_images
+    minival = 0.02 * n * epochs
     return per_image * (n * epochs + _EVAL_SHARE * (val + minival))
 
 
