@@ -64,6 +64,8 @@ class Dataset:
     facts: Callable[[DataConfig], Facts]  # some depend on the config (synthetic: size, num_classes)
     preset_fields: tuple[str, ...] = ()  # schema fields its preset composes beyond the common ones
     load_in_memory: Callable[[DataConfig, torch.device, bool], InMemory] | None = None  # None: image tree
+    reads_root: bool = True  # its files live under data.root (synthetic data has none)
+    downloads: bool = False  # data.download=true fetches the files (so a missing root is fine)
 
     @property
     def image_tree(self) -> bool:
@@ -122,6 +124,7 @@ DATASETS: dict[str, Dataset] = {
         _fm_files,
         lambda cfg: Facts(fm.TRAIN_SIZE, fm.VAL_SIZE, fm.NUM_CLASSES, fm.IN_CHANS),
         load_in_memory=_fm_load,
+        downloads=True,
     ),
     "imagenet": Dataset(
         DataConfig,
@@ -136,6 +139,7 @@ DATASETS: dict[str, Dataset] = {
         _syn_facts,
         preset_fields=("num_classes", "size"),
         load_in_memory=_syn_load,
+        reads_root=False,
     ),
 }
 # Fields only some datasets have; the others accept them only as null.
@@ -194,9 +198,9 @@ def validated_data_config(data_cfg: Mapping | DataConfig) -> DataConfig:
     """`validate_data_cfg`'s checks; the dataset's config dataclass."""
     cfg = data_config(data_cfg)
     spec = dataset(cfg.name)
-    downloadable = cfg.name == "fashion_mnist" and cfg.download
+    downloadable = spec.downloads and cfg.download
     root = cfg.root
-    if cfg.name != "synthetic" and root is not None and not os.path.isdir(root) and not downloadable:
+    if spec.reads_root and root is not None and not os.path.isdir(root) and not downloadable:
         raise DataNotFoundError(f"data.root={root} does not exist (or is not a directory)")
     spec.check_files(cfg)
     pool = spec.train_pool(cfg)
