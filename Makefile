@@ -22,4 +22,4 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 lint: setup
-	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy
