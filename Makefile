@@ -15,10 +15,11 @@ slurm: setup
 
 test: setup slurm
 	$(PY) -m ruff check .
+	$(PY) -m mypy  # the packages listed in pyproject's [tool.mypy]
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 lint: setup
-	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy

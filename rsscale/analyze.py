@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from rsscale.analysis.laws import LAWS
 from rsscale.analysis.load import LoadError, is_sweep_dir, load_results
 from rsscale.analysis.report import NoUsableCells, write_report
 from rsscale.analysis.study import Settings
@@ -25,6 +26,7 @@ from rsscale.layout import SweepLayout
 
 
 def build_parser() -> argparse.ArgumentParser:
+    d = Settings()  # the defaults are the settings' own
     p = argparse.ArgumentParser(
         prog="python -m rsscale.analyze",
         description="Scaling-curve fits, depth-vs-width and resolution recommendations, Pareto plots.",
@@ -36,40 +38,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="sweep dir, CSV/parquet table, or wandb:ENTITY/PROJECT[/GROUP]",
     )
     p.add_argument("--out", help="output directory (default: SWEEP_DIR/report for a single sweep dir)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ci-level", type=float, default=0.9)
+    p.add_argument("--n-boot", type=int, default=d.n_boot, help=f"bootstrap resamples (default {d.n_boot})")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--ci-level", type=float, default=d.ci_level)
     p.add_argument(
-        "--threshold", type=float, default=0.9, help="confidence needed for a winner/verdict (default 0.9)"
+        "--threshold",
+        type=float,
+        default=d.threshold,
+        help=f"confidence needed for a winner/verdict (default {d.threshold:g})",
     )
     p.add_argument(
         "--min-effect",
         type=float,
-        default=0.01,
-        help="smallest log-error difference that counts (default 0.01)",
+        default=d.min_effect,
+        help=f"smallest log-error difference that counts (default {d.min_effect:g})",
     )
     p.add_argument(
         "--equivalence-margin",
         type=float,
-        default=0.05,
-        help="depth and width are `equivalent` inside +-this log-error difference (default 0.05)",
+        default=d.equivalence_margin,
+        help="depth and width are `equivalent` inside +-this log-error difference "
+        f"(default {d.equivalence_margin:g})",
     )
     p.add_argument(
         "--resolution-margin",
         type=float,
-        default=0.05,
-        help="the resolution exponent is `equivalent` to EfficientNet's inside +-this (default 0.05)",
+        default=d.resolution_margin,
+        help="the resolution exponent is `equivalent` to EfficientNet's inside +-this "
+        f"(default {d.resolution_margin:g})",
     )
     p.add_argument(
         "--law",
-        default="auto",
-        choices=["auto", "saturating", "offset", "ceiling", "powerlaw"],
-        help="scaling law of the path fits (default auto: chosen per path by held-out extrapolation)",
+        default=d.law,
+        choices=["auto", *LAWS],
+        help=f"scaling law of the path fits (default {d.law}; auto: chosen per path by held-out "
+        "extrapolation)",
     )
     p.add_argument(
         "--num-classes",
         type=int,
-        default=None,
+        default=d.num_classes,
         help="class count for the ceiling law's random-guess error 1 - 1/N "
         "(default: the table's num_classes column or the dataset's known count)",
     )
@@ -82,10 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable; predictions.csv and the report)",
     )
     p.add_argument(
-        "--base-depth", type=float, default=None, help="base depth of the scaling paths (default: smallest)"
+        "--base-depth",
+        type=float,
+        default=d.base_depth,
+        help="base depth of the scaling paths (default: smallest)",
     )
     p.add_argument(
-        "--base-width", type=float, default=None, help="base width of the scaling paths (default: smallest)"
+        "--base-width",
+        type=float,
+        default=d.base_width,
+        help="base width of the scaling paths (default: smallest)",
     )
     p.add_argument("--dataset", action="append", help="analyse only this dataset (repeatable)")
     p.add_argument("--no-figures", action="store_true")

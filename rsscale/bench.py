@@ -102,6 +102,7 @@ def timm_step(model: nn.Module, recipe: Mapping, lr: float, device, amp_dtype) -
 
 def _step(name: str, m: nn.Module, a, recipe: Mapping, lr: float, device, fmt, amp_dtype) -> TrainStep:
     """rsscale's step (its fused SGD and loss, as the loop builds them) or timm's, on the device."""
+    from rsscale.config import validate_recipe
     from rsscale.train.recipe import build_optimizer
 
     m = m.to(device, memory_format=fmt).train()
@@ -109,7 +110,7 @@ def _step(name: str, m: nn.Module, a, recipe: Mapping, lr: float, device, fmt, a
         st = timm_step(m, recipe, lr, device, amp_dtype)
     else:
         crit = nn.CrossEntropyLoss(label_smoothing=float(recipe["label_smoothing"]))
-        st = TrainStep(m, build_optimizer(m, recipe, lr, device), crit, device, amp_dtype)
+        st = TrainStep(m, build_optimizer(m, validate_recipe(recipe), lr, device), crit, device, amp_dtype)
     if a.compile != "off" and name != "rsscale-eager":
         st.model = torch.compile(m, mode=None if a.compile == "default" else a.compile)
     return st

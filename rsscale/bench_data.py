@@ -142,6 +142,7 @@ def _parse(argv):
 def run(a: argparse.Namespace) -> dict[str, Any]:
     from rsscale.config import cell_config, compose, validate_cell
     from rsscale.data import build_data
+    from rsscale.data.registry import dataset, shape
     from rsscale.models import build_model
     from rsscale.train.loop import autocast_dtype, pick_device
     from rsscale.train.recipe import peak_lr
@@ -158,6 +159,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     device = pick_device(rt["device"])
     batch, seed, cl = int(recipe["batch_size"]), int(rt["seed"]), bool(rt["channels_last"])
     magnitude = dcfg.get("randaugment_magnitude")
+    tree = dataset(dcfg["name"]).image_tree
     threads = torch.get_num_threads()
     pipelines: list[dict[str, Any]] = []
 
@@ -169,7 +171,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     if device.type == "cpu":
         torch.set_num_threads(1)  # per core: the training process's share is one core too
     try:
-        if dcfg["name"] == "imagenet":
+        if tree:
             kw = {"batch": batch, "seed": seed, "magnitude": magnitude, "channels_last": cl}
             for w in a.workers:
                 st = _tree_stream(dcfg, workers=w, decode_on=None, device=device, **kw)
@@ -200,11 +202,12 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
 
     train = None
     if not a.no_train:
-        if dcfg["name"] == "imagenet":  # the tree's classes, as the loop sizes the head
+        facts = shape(dcfg)  # the registry's classes and channels
+        if tree:  # the tree's classes, as the loop sizes the head
             num_classes = sum(e.is_dir() for e in (Path(dcfg["root"]) / "train").iterdir())
         else:
-            num_classes = int(dcfg.get("num_classes") or 10)
-        in_chans = 1 if dcfg["name"] == "fashion_mnist" else 3
+            num_classes = facts.num_classes
+        in_chans = facts.channels
         torch.manual_seed(seed)
         model = build_model(cell["model"], num_classes=num_classes, in_chans=in_chans)
         amp_dtype = autocast_dtype(rt["precision"], device)

@@ -27,11 +27,11 @@ from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from rsscale.config_schema import cell_fields, from_mapping, preset_node
 from rsscale.data import DATASETS, DataConfig, check_batch_fits, data_config
 from rsscale.data.registry import preset_node as data_preset_node
 from rsscale.data.registry import validated_data_config
 from rsscale.models import ResNetRSConfig, from_model_cfg
-from rsscale.schema import cell_fields, from_mapping, preset_node
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
@@ -104,6 +104,7 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictC
 
 def cell_config(cfg: DictConfig | Mapping) -> dict[str, Any]:
     """The resolved cell config (plain dict) of a composed config, with `auto` values filled in."""
+    cell: dict[str, Any]
     if isinstance(cfg, DictConfig):
         cell = {g: OmegaConf.to_container(cfg[g], resolve=True) for g in CELL_GROUPS}
     else:
@@ -177,7 +178,7 @@ def _num(
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{field} must be a number, got {value!r}")
-    if integer and float(value) != int(value):
+    if integer and float(value) != math.trunc(value):
         raise ValueError(f"{field} must be an integer, got {value!r}")
     if lo is not None and (value <= lo if lo_open else value < lo):
         raise ValueError(f"{field} must be {'>' if lo_open else '>='} {lo}, got {value!r}")
@@ -388,7 +389,7 @@ def typed_cell(cell: Mapping[str, Any], *, check_data_files: bool = True) -> Cel
     runtime = validate_runtime(cell["runtime"], int(recipe.batch_size), int(recipe.grad_accum_steps))
     model = from_model_cfg(cell["model"])
     data = validated_data_config(cell["data"]) if check_data_files else data_config(cell["data"])
-    check_batch_fits(cell["data"], int(recipe.batch_size))
+    check_batch_fits(data, int(recipe.batch_size))
     logger = from_mapping(LoggerConfig, cell["logger"], _unknown("logger"))
     return CellConfig(model, data, recipe, runtime, logger)
 

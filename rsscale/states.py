@@ -1,6 +1,6 @@
 """Status vocabularies in one place: run-record statuses, error classes, derived cell states.
 
-The run record (rsscale/train/record.py) writes `status` and `error_class` from the first two;
+The run record (rsscale/train/record_file.py) writes `status` and `error_class` from the first two;
 `rsscale.launch.status.derive_state` adds the cell states that only the evidence around a record
 can tell (nobody has run it yet, it waits in a queue, nobody runs it any more); the sweep driver,
 the status table, the tuner and the analysis loader read them all from here.

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rsscale.config import RecipeConfig
 from rsscale.models import build_model
 from rsscale.train.recipe import build_optimizer
 from rsscale.train.step import TrainStep
@@ -22,7 +23,7 @@ from rsscale.train.step import TrainStep
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 REPO = Path(__file__).resolve().parents[1]
 CFG = {"depth": 50, "width": 0.25, "stem": "released"}
-RECIPE = {"weight_decay": 4e-5, "momentum": 0.9, "nesterov": False, "wd_on_bn": False}
+RECIPE = RecipeConfig(weight_decay=4e-5, momentum=0.9, nesterov=False, wd_on_bn=False)
 
 
 def _step(model, compiled: bool = False, mode: str | None = None) -> TrainStep:

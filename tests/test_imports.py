@@ -24,7 +24,8 @@ FORBIDDEN = {
         "rsscale.train.loop",
     ),
 }
-LEAVES = ("rsscale.io", "rsscale.layout", "rsscale.states", "rsscale.schema")  # import nothing of rsscale
+# import nothing of rsscale
+LEAVES = ("rsscale.io", "rsscale.layout", "rsscale.states", "rsscale.config_schema")
 
 
 def module_name(path: Path) -> str:

@@ -37,7 +37,7 @@ from rsscale.analysis.columns import (
 from rsscale.analysis.wandb_source import load_wandb
 from rsscale.launch.manifest import Manifest, ManifestError
 from rsscale.layout import RECORD_NAME, SweepLayout
-from rsscale.train.record import load_record
+from rsscale.train.record_file import load_record
 
 __all__ = [
     "COLUMNS",

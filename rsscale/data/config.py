@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rsscale.schema import OMIT
+from rsscale.config_schema import OMIT
 
 MIN_RES, MAX_RES = 16, 2048
 DECODES = ("auto", "cpu", "cuda")
@@ -113,7 +113,7 @@ class DataConfig:
         if not isinstance(self.download, bool):
             raise DataConfigError(f"data.download must be true or false, got {self.download!r}")
         nw = self.num_workers
-        if nw != "auto" and (not _is_int(nw) or nw < 0):
+        if nw != "auto" and (not _is_int(nw) or int(nw) < 0):
             raise DataConfigError(f"data.num_workers must be 'auto' or an integer >= 0, got {nw!r}")
         self.num_workers = nw if nw == "auto" else int(nw)
         ra = self.randaugment_magnitude

@@ -21,6 +21,7 @@ from .idx import read_idx
 
 SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 TRAIN_SIZE, VAL_SIZE, NUM_CLASSES, NATIVE_RES = 60000, 10000, 10, 28
+IN_CHANS = 1
 # Per-channel statistics of the 60k training images (pixel values scaled to [0, 1]).
 MEAN, STD = (0.2860,), (0.3530,)
 # Random crop with 2 px zero padding at the native 28 px (~7%; 4 px is the CIFAR-32 recipe

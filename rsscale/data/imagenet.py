@@ -22,6 +22,7 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +41,9 @@ from .streams import (
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 IN_CHANS = 3
+# ILSVRC-2012's published counts: the registry's facts for estimates made before any scan. The tree
+# at data.root (which may be a subset or another image tree) is counted when build_data lists it.
+TRAIN_SIZE, VAL_SIZE, NUM_CLASSES = 1_281_167, 50_000, 1000
 EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 CROP_FRACTION = 0.875
 RANDAUGMENT_FILL = 128  # grey, as the released TF RandAugment fills rotated/translated borders
@@ -350,7 +354,7 @@ class EpochBatchSampler(Sampler):
 
 
 def _loader(dataset, batch_sampler, num_workers: int, device: torch.device, persistent: bool) -> DataLoader:
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if num_workers > 0:
         kwargs = {"persistent_workers": persistent, "prefetch_factor": 4}
     if getattr(dataset, "raw", False):  # file bytes: a list per batch, read by the decoder, not copied

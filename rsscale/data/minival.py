@@ -48,7 +48,7 @@ def minival_count(n: int, fraction: float | None) -> int:
     return int(round(n * float(fraction))) if fraction else 0
 
 
-def split_indices(keys: Sequence[str | int], fraction: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(keys: Sequence[str | int], fraction: float | None = 0.02) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(train_idx, minival_idx)``: sorted int64 positions into ``keys``, disjoint, covering all."""
     fraction = fraction or 0.0
     if not 0.0 <= float(fraction) < 1.0:

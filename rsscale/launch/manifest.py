@@ -18,7 +18,7 @@ from typing import Any
 
 from rsscale.io import atomic_write_json, atomic_write_text, read_json, read_jsonl, read_jsonl_line, set_aside
 from rsscale.layout import CELLS_DIR, MANIFEST_NAME, SweepLayout
-from rsscale.train.record import load_record, now
+from rsscale.train.record_file import load_record, now
 
 SCHEMA_VERSION = 1
 

@@ -16,8 +16,6 @@ from typing import Any
 from rsscale.io import read_json
 from rsscale.layout import SweepLayout
 
-# (train images after minival, classes, channels) per dataset, for estimates before loading data
-DATASETS = {"fashion_mnist": (58_800, 10, 1), "imagenet": (1_255_167, 1000, 3)}
 TIME_BUCKETS_MIN = (5, 10, 15, 30, 60, 120, 240, 480, 720, 1440, 2880, 4320, 10080)
 
 
@@ -41,16 +39,12 @@ class ResourceClass:
 
 
 def dataset_shape(data_cfg: Mapping[str, Any]) -> tuple[int, int, int]:
-    name = data_cfg["name"]
-    if name == "synthetic":
-        n, classes, chans = int(data_cfg.get("size", 2048)), int(data_cfg.get("num_classes", 10)), 3
-    elif name in DATASETS:
-        n, classes, chans = DATASETS[name]
-    else:
-        n, classes, chans = 1_000_000, 1000, 3
-    if data_cfg.get("train_subset"):
-        n = min(n, int(data_cfg["train_subset"]))
-    return n, classes, chans
+    """(training images after minival and train_subset, classes, channels): the dataset registry's
+    facts (`rsscale.data.registry.shape`); an unknown data.name is a DataConfigError."""
+    from rsscale.data.registry import shape
+
+    s = shape(data_cfg)
+    return s.train_images, s.num_classes, s.channels
 
 
 def cell_cost(cell: Mapping[str, Any]) -> dict[str, float]:
@@ -79,15 +73,17 @@ _EVAL_SHARE = 1.0 / 3.0
 
 def local_cell_seconds(cell: Mapping[str, Any]) -> float:
     """Estimated one-core seconds to train and evaluate one cell (the local launcher's LPT key)."""
+    from rsscale.data.registry import shape
     from rsscale.models.resnet_rs import DEPTH_BLOCKS
 
-    n, _, _ = dataset_shape(cell["data"])
+    sizes = shape(cell["data"])
+    n = sizes.train_images
     model, res = cell["model"], int(cell["data"]["train_res"])
     blocks = sum(model.get("blocks") or DEPTH_BLOCKS.get(model.get("depth"), (4, 4, 4, 4)))
     c = cell_cost(cell)
     per_image = 3.0 * c["flops_per_image"] * _S_PER_TRAIN_FLOP + blocks * res * res * _S_PER_BLOCK_PX
     epochs = float(cell["recipe"]["epochs"])
-    val = 10_000 if cell["data"]["name"] == "fashion_mnist" else 0
+    val = sizes.val_images
     minival = 0.02 * n * epochs
     return per_image * (n * epochs + _EVAL_SHARE * (val + minival))
 

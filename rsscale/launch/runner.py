@@ -24,7 +24,7 @@ from rsscale.io import is_storage_error, read_json
 from rsscale.launch import supervision
 from rsscale.launch.cores import ThreadFollower
 from rsscale.layout import CellLayout, SweepLayout
-from rsscale.train.record import new_record, now, write_record
+from rsscale.train.record_file import new_record, now, write_record
 
 
 class CellRunner(submitit.helpers.Checkpointable):

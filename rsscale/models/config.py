@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rsscale.schema import CELL, from_mapping
+from rsscale.config_schema import CELL, from_mapping
 
 # Blocks per stage (c2, c3, c4, c5); reference table, section 1.
 DEPTH_BLOCKS: dict[int, tuple[int, int, int, int]] = {

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import from_model_cfg
+from .config import ResNetRSConfig, from_model_cfg
 from .resnet_rs import resnet_rs
 
 __all__ = ["count_params", "count_flops", "flops_by_module", "model_cost"]
@@ -142,7 +142,7 @@ def _cost(
 
 
 def model_cost(
-    model_cfg: Mapping[str, Any], resolution: int, num_classes: int, in_chans: int = 3
+    model_cfg: Mapping[str, Any] | ResNetRSConfig, resolution: int, num_classes: int, in_chans: int = 3
 ) -> dict[str, int]:
     """``{"params": ..., "flops_per_image": ...}`` of the model a `model:` config builds, at `resolution`.
 

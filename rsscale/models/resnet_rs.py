@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torchvision.ops import SqueezeExcitation, StochasticDepth
 
-from rsscale.schema import cell_fields, defaults
+from rsscale.config_schema import cell_fields, defaults
 
 from .config import DEPTH_BLOCKS, DROP_PATH_SCHEDULES, STEMS, ResNetRSConfig, from_model_cfg
 
@@ -190,6 +190,12 @@ class ResNetRS(nn.Module):
     stage outputs are 4f), ``stem_widths``, ``feature_dim`` (pooled feature size = 4 * f_c5),
     ``drop_path_rates`` (per stage, per block), ``depth`` (label), ``width``.
     """
+
+    # the stages, added by name in __init__ (declared for the type checker)
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
 
     def __init__(self, cfg: ResNetRSConfig):
         super().__init__()

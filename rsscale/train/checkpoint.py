@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from rsscale.config import RuntimeConfig
 from rsscale.io import atomic_torch_save
 from rsscale.layout import CHECKPOINT_NAME
 from rsscale.layout import PREVIOUS_CHECKPOINT_NAME as PREVIOUS_NAME
@@ -103,8 +104,8 @@ class PreemptFlag:
         self.signum = signum
         self.stop_signals = tuple(stop_signals)
         self.requested = False
-        self.received = None
-        self.previous = None
+        self.received: int | None = None
+        self.previous: Any = None  # the handler before ours (a callable, SIG_DFL/SIG_IGN, or None)
         self.others: dict[int, Any] = {}
         self.frame = None
 
@@ -162,7 +163,7 @@ class Checkpointer:
     def __init__(
         self,
         run_dir: str | os.PathLike,
-        runtime: Mapping[str, Any],
+        runtime: RuntimeConfig,
         *,
         states: Sequence[Stateful] = (),
         is_main: bool = True,
@@ -171,16 +172,16 @@ class Checkpointer:
         stop_signals: tuple[int, ...] = (),
     ):
         self.run_dir = Path(run_dir)
-        self.every_epochs = int(runtime.get("checkpoint_every_epochs") or 1)
-        self.every_steps = int(runtime.get("checkpoint_every_steps") or 0)
-        self.every_minutes = float(runtime.get("checkpoint_every_minutes") or 0)
+        self.every_epochs = int(runtime.checkpoint_every_epochs or 1)
+        self.every_steps = int(runtime.checkpoint_every_steps or 0)
+        self.every_minutes = float(runtime.checkpoint_every_minutes or 0)
         self.states = tuple(states)
         self.is_main = is_main
         self.clock = clock
         self.last_save = clock()
         self.signals = (signum, tuple(stop_signals))
         self.preempt = PreemptFlag(*self.signals)  # installed by `watch_preemption`
-        self.on_preempt: Callable[[], None] | None = None
+        self.on_preempt: Callable[[], object] | None = None
 
     # -- resume and save -------------------------------------------------------------------------
     def resume(self, map_location="cpu") -> bool:
@@ -234,7 +235,7 @@ class Checkpointer:
 
     # -- preemption --------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def watch_preemption(self, on_preempt: Callable[[], None] | None = None):
+    def watch_preemption(self, on_preempt: Callable[[], object] | None = None):
         """Catch the preemption signal while training; `on_preempt` runs after the checkpoint and
         before the hand-over (the record must say `preempted` before submitit exits)."""
         self.on_preempt = on_preempt

@@ -18,8 +18,6 @@ overrides the rule; the decision and its reason go into the run record.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 
@@ -35,16 +33,16 @@ def expected_train_s(train_flops: float, device: torch.device, workers: int) -> 
     return train_flops / (EAGER_FLOPS.get(device.type, EAGER_FLOPS["cpu"]) * max(1, workers))
 
 
-def decide_compile(runtime: Mapping[str, Any], device: torch.device, train_flops: float) -> tuple[bool, str]:
+def decide_compile(runtime: RuntimeConfig, device: torch.device, train_flops: float) -> tuple[bool, str]:
     """(compile?, why) for `runtime.compile` (true | false | auto) of a cell of `train_flops` on `device`."""
-    choice = runtime.get("compile", RuntimeConfig.compile)
+    choice = runtime.compile
     if choice is True or choice is False:
         return bool(choice), f"runtime.compile={str(choice).lower()}"
-    payback = float(runtime.get("compile_payback") or RuntimeConfig.compile_payback)
+    payback = float(runtime.compile_payback)
     if device.type == "cpu":
-        workers = int(runtime.get("threads") or _env_threads() or torch.get_num_threads() or 1)
+        workers = int(runtime.threads or _env_threads() or torch.get_num_threads() or 1)
     else:
-        workers = int(runtime.get("tasks") or 1)
+        workers = int(runtime.tasks)
     train_s = expected_train_s(train_flops, device, workers)
     compile_s = COMPILE_S.get(device.type, COMPILE_S["cpu"])
     on = train_s >= payback * compile_s

@@ -1,17 +1,17 @@
 """Where and how a run computes: the device, the autocast dtype, threads, determinism and seed.
 
-`setup_runtime(runtime_cfg)` is the first thing a run does; its `RunEnv` is what every later
-component (data, model, train step, evaluator) is given instead of re-reading the runtime config.
+`setup_runtime(runtime)` (the typed `runtime:` group) is the first thing a run does; its `RunEnv`
+is what every later component (data, model, train step, evaluator) is given instead of re-reading
+the runtime config.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
+from rsscale.config import RuntimeConfig
 from rsscale.train import distributed as D
 
 
@@ -80,19 +80,19 @@ class RunEnv:
             torch.cuda.reset_peak_memory_stats(self.device)
 
 
-def setup_runtime(rt: Mapping[str, Any]) -> RunEnv:
+def setup_runtime(rt: RuntimeConfig) -> RunEnv:
     """Process group, device, threads, determinism flags and the global seed, in that order."""
-    dist_info = D.init_distributed("cuda" if rt["device"] != "cpu" and torch.cuda.is_available() else "cpu")
-    device = pick_device(rt["device"], dist_info.local_rank)
-    if rt.get("threads"):
-        torch.set_num_threads(int(rt["threads"]))
-    if rt.get("deterministic"):
+    dist_info = D.init_distributed("cuda" if rt.device != "cpu" and torch.cuda.is_available() else "cpu")
+    device = pick_device(rt.device, dist_info.local_rank)
+    if rt.threads:
+        torch.set_num_threads(int(rt.threads))
+    if rt.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    seed = int(rt["seed"])
+    seed = int(rt.seed)
     torch.manual_seed(seed)
-    return RunEnv(dist_info, device, autocast_dtype(rt["precision"], device), seed)
+    return RunEnv(dist_info, device, autocast_dtype(rt.precision, device), seed)

@@ -3,21 +3,21 @@ and the measured speed (train-step and inference latency) the study plots agains
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsscale.config import RuntimeConfig
+from rsscale.config import CellConfig
 from rsscale.train import distributed as D
 from rsscale.train.device import RunEnv
 from rsscale.train.step import TrainStep, autocast, time_call
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, stream, amp_dtype, device) -> dict[str, float]:
+def evaluate(model: nn.Module, stream, amp_dtype, device) -> dict[str, float | None]:
     """Top-1/top-5 over every sample of an eval stream (summed across DDP ranks)."""
     was_training = model.training
     model.eval()
@@ -38,7 +38,7 @@ def evaluate(model: nn.Module, stream, amp_dtype, device) -> dict[str, float]:
     return {"top1": stats[0].item() / n, "top5": stats[1].item() / n}
 
 
-def measure_latency(cfg: Mapping, in_chans: int, num_classes: int, device, amp_dtype):
+def measure_latency(cfg: CellConfig, in_chans: int, num_classes: int, device, amp_dtype) -> dict[str, Any]:
     """The paper's speed axis: measured train-step and inference seconds at a fixed batch.
 
     Runs on a fresh single-process copy of the architecture with synthetic input and the RNG
@@ -46,27 +46,36 @@ def measure_latency(cfg: Mapping, in_chans: int, num_classes: int, device, amp_d
     """
     from rsscale.models import build_model
 
-    rt = cfg["runtime"]
-    batch, iters = int(rt["latency_batch"]), int(rt["latency_iters"])
-    res = int(cfg["data"]["train_res"])
+    rt = cfg.runtime
+    batch, iters = int(rt.latency_batch), int(rt.latency_iters)
+    res = int(cfg.data.train_res)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        m = build_model(cfg["model"], num_classes=num_classes, in_chans=in_chans).to(device)
-        fmt = torch.channels_last if rt["channels_last"] else torch.contiguous_format
+        m = build_model(cfg.model, num_classes=num_classes, in_chans=in_chans).to(device)
+        fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
         m = m.to(memory_format=fmt)
         opt = torch.optim.SGD(m.parameters(), lr=1e-6, momentum=0.9)
         step = TrainStep(m, opt, F.cross_entropy, device, amp_dtype)
         x = torch.randn(batch, in_chans, res, res, device=device).contiguous(memory_format=fmt)
         y = torch.randint(0, num_classes, (batch,), device=device)
-        out = {}
-        for name, fn, mode in (
+        out: dict[str, Any] = {}
+        calls: tuple[tuple[str, Callable[[], torch.Tensor], bool], ...] = (
             ("train_step_s", lambda: step(x, y), True),
             ("infer_s", lambda: step.infer(x), False),
-        ):
+        )
+        for name, fn, mode in calls:
             m.train(mode)
             fn()  # warm-up
-            out[name] = time_call(lambda fn=fn: [fn() for _ in range(iters)], device) / iters
+            out[name] = time_call(_repeat(fn, iters), device) / iters
     out["latency_batch"] = batch
     return out
+
+
+def _repeat(fn: Callable[[], object], n: int) -> Callable[[], None]:
+    def calls() -> None:
+        for _ in range(n):
+            fn()
+
+    return calls
 
 
 class Evaluator:
@@ -74,10 +83,10 @@ class Evaluator:
     last epoch), val + minival + a clean training subset (the generalisation gap) at the end;
     each with the EMA weights too when EMA is on (the gap: the headline weights only)."""
 
-    def __init__(self, cfg: Mapping[str, Any], env: RunEnv, data, model: nn.Module, ema=None):
+    def __init__(self, cfg: CellConfig, env: RunEnv, data, model: nn.Module, ema=None):
         self.cfg, self.env, self.data, self.model, self.ema = cfg, env, data, model, ema
-        self.every = int(cfg["runtime"].get("eval_every_epochs") or 1)
-        self.epochs = int(cfg["recipe"]["epochs"])
+        self.every = int(cfg.runtime.eval_every_epochs or 1)
+        self.epochs = int(cfg.recipe.epochs)
 
     def _eval(self, model: nn.Module, stream, prefix: str, suffix: str = "") -> dict[str, Any]:
         m = evaluate(model, stream, self.env.amp_dtype, self.env.device)
@@ -95,7 +104,7 @@ class Evaluator:
             return self._both(self.data.minival, "minival")
         return {}
 
-    def final(self, history: list[Mapping[str, Any]]) -> dict[str, Any]:
+    def final(self, history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """The record's `final`: val (None when not loaded, as in tuning trials) and minival,
         the headline top1/top5 (EMA weights if EMA is on) and the best minival top-1 of the run."""
         final: dict[str, Any] = {
@@ -132,10 +141,10 @@ class Evaluator:
         gap = None if top1 is None or minival_top1 is None else top1 - minival_top1
         return {"train_top1": top1, "generalization_gap": gap, "train_eval_images": stream.num_samples}
 
-    def cost(self, history: list[Mapping[str, Any]]) -> dict[str, Any]:
+    def cost(self, history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """The measured part of the record's `cost`: latency (main rank), throughput, peak memory."""
         out: dict[str, Any] = {}
-        if self.cfg["runtime"].get("measure_latency", RuntimeConfig.measure_latency) and self.env.is_main:
+        if self.cfg.runtime.measure_latency and self.env.is_main:
             out.update(
                 measure_latency(
                     self.cfg, self.data.in_chans, self.data.num_classes, self.env.device, self.env.amp_dtype

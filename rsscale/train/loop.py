@@ -58,17 +58,17 @@ def train(
     raising `Pruned` there ends the run as status `pruned` (the tuner's pruning). `minival_only`
     never loads the val set (tuning trials must not see it): `final` then holds minival metrics only.
     """
-    typed = typed_cell(cell)  # every check before anything runs; the schema's defaults for the components
-    cfg = copy.deepcopy(dict(cell))
+    typed = typed_cell(cell)  # every check before anything runs (data files: once per run); what train/ reads
+    cfg = copy.deepcopy(dict(cell))  # the plain dict: the record's `config`, the hash and W&B's config
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     h = cell_hash(cfg)
-    env = setup_runtime(cfg["runtime"])
-    trainer = Trainer(cfg, env, run_dir, minival_only=minival_only, typed=typed)
+    env = setup_runtime(typed.runtime)
+    trainer = Trainer(typed, env, run_dir, minival_only=minival_only)
     recorder = RunRecorder.load(run_dir, cfg, cell_id_ or cell_id(cfg, h), h, is_main=env.is_main)
     checkpointer = Checkpointer(
         run_dir,
-        cfg["runtime"],
+        typed.runtime,
         states=(trainer, recorder),
         is_main=env.is_main,
         stop_signals=cell_stop_signals(),
@@ -81,20 +81,20 @@ def train(
     recorder.start(
         provenance_extra=trainer.provenance(),
         cost=trainer.cost,
-        logger_cfg=cfg["logger"],
+        logger_cfg=typed.logger,
         config=cfg,
         group=group,
     )
     epochs = trainer.schedule.epochs
     with recorder:  # the exception that ends the run -> its status (recorder.ENDINGS)
         trainer.prepare()
-        evaluator = Evaluator(cfg, env, trainer.data, trainer.fwd_model, trainer.ema)
+        evaluator = Evaluator(typed, env, trainer.data, trainer.fwd_model, trainer.ema)
         progress = Progress(typed.runtime.progress, trainer.schedule.total_steps, env.is_main)
         pfile = ProgressFile(
             CellLayout(run_dir).progress,
             steps_total=trainer.schedule.total_steps,
             epochs=epochs,
-            images_per_step=int(cfg["recipe"]["batch_size"]),
+            images_per_step=int(typed.recipe.batch_size),
             enabled=env.is_main,
         )
         pfile.start(trainer.step, trainer.epoch)

@@ -1,22 +1,17 @@
-"""The ResNet-RS recipe as pure functions: LR schedule, weight-decay groups, optimiser, Table 8.
+"""The ResNet-RS recipe as pure functions: LR schedule, weight-decay groups, optimiser.
 
-Kept free of training state so each piece is testable against the paper's numbers.
+Kept free of training state so each piece is testable against the paper's numbers. The `recipe:`
+group's defaults, checks and Table 8 live in one place, `rsscale.config` (`RecipeConfig`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from rsscale.config import (  # noqa: F401 (the recipe's names)
-    LR_SCHEDULES,
-    TABLE8,
-    RecipeConfig,
-    rs_paper_regularization,
-)
+from rsscale.config import LR_SCHEDULES, RecipeConfig
 
 STEP_MILESTONES = (0.3, 0.6, 0.8)  # the classic step schedule: x0.1 at 30/60/80% of training
 
@@ -49,31 +44,32 @@ def lr_at(
 
 def param_groups(model: nn.Module, weight_decay: float, wd_on_bn: bool = False) -> list[dict]:
     """Decay everything but BatchNorm gamma/beta (conv, SE weights and biases, FC weight and bias)."""
-    bn_params = set()
+    bn_params: set[int] = set()
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             bn_params.update(id(p) for p in m.parameters(recurse=False))
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if not p.requires_grad:
             continue
         (no_decay if id(p) in bn_params and not wd_on_bn else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
+    groups: list[dict] = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     return groups
 
 
-def build_optimizer(model: nn.Module, recipe: Mapping, lr: float, device: torch.device):
+def build_optimizer(
+    model: nn.Module, recipe: RecipeConfig, lr: float, device: torch.device
+) -> torch.optim.Optimizer:
     """SGD with momentum 0.9, coupled L2 as in TF; the fused kernel where torch has one."""
-    groups = param_groups(model, recipe["weight_decay"], recipe.get("wd_on_bn", RecipeConfig.wd_on_bn))
-    kwargs = dict(
-        lr=lr, momentum=recipe["momentum"], nesterov=bool(recipe.get("nesterov", RecipeConfig.nesterov))
-    )
+    groups = param_groups(model, recipe.weight_decay, recipe.wd_on_bn)
+    lr, momentum, nesterov = float(lr), float(recipe.momentum), bool(recipe.nesterov)
     try:
-        return torch.optim.SGD(groups, fused=True, **kwargs)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, fused=True)
     except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device
-        return torch.optim.SGD(groups, foreach=True, **kwargs)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, foreach=True)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

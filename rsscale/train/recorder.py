@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
+from rsscale.config import LoggerConfig
 from rsscale.io import is_storage_error
 from rsscale.train.checkpoint import PreemptRequested
-from rsscale.train.record import load_record, new_record, now, provenance, write_record
+from rsscale.train.record_file import load_record, new_record, now, provenance, write_record
 from rsscale.train.wandb_log import WandbRun, new_run_id
 
 log = logging.getLogger("rsscale.train")
@@ -121,7 +122,7 @@ class RunRecorder:
         *,
         provenance_extra: Mapping[str, Any],
         cost: Mapping[str, Any],
-        logger_cfg: Mapping[str, Any],
+        logger_cfg: LoggerConfig,
         config: Mapping[str, Any],
         group: str | None = None,
     ) -> None:
@@ -188,7 +189,8 @@ class RunRecorder:
         r = self.record
         r["status"] = status
         if status == "failed":
-            r.update(error_class=classify_exception(error), error=f"{type(error).__name__}: {error}")
+            cls = classify_exception(error) if error is not None else "code_error"  # what None classifies as
+            r.update(error_class=cls, error=f"{type(error).__name__}: {error}")
         elif status == "diverged":
             r.update(error_class="diverged", error=str(error))
         elif status == "preempted":

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 
-def autocast(device: torch.device | str, amp_dtype: torch.dtype | None):
+def autocast(device: torch.device | str, amp_dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     """The autocast context of a run (a no-op context in fp32); reusable across steps."""
     device_type = torch.device(device).type
     if amp_dtype is None:
@@ -38,7 +38,7 @@ class TrainStep:
     device: torch.device
     amp_dtype: torch.dtype | None
     scale: float = 1.0
-    _ctx: object = field(init=False, repr=False)
+    _ctx: contextlib.AbstractContextManager = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._ctx = autocast(self.device, self.amp_dtype)

@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from rsscale.config import CellConfig, RuntimeConfig, typed_cell
+from rsscale.config import CellConfig, RecipeConfig, RuntimeConfig
 from rsscale.layout import UNREADABLE_NAME
 from rsscale.train import distributed as D
 from rsscale.train.compile_policy import decide_compile
@@ -48,20 +48,20 @@ class Schedule:
     kind: str
 
     @classmethod
-    def of(cls, recipe: Mapping[str, Any], rt: Mapping[str, Any], micro_per_epoch: int, train_size: int):
-        accum, batch = int(recipe["grad_accum_steps"]), int(recipe["batch_size"])
+    def of(cls, recipe: RecipeConfig, rt: RuntimeConfig, micro_per_epoch: int, train_size: int) -> Schedule:
+        accum, batch = int(recipe.grad_accum_steps), int(recipe.batch_size)
         steps_per_epoch = micro_per_epoch // accum
         if steps_per_epoch < 1:
             raise ValueError(
                 f"recipe.batch_size={batch} is larger than the training set ({train_size} images)"
             )
-        epochs = int(recipe["epochs"])
+        epochs = int(recipe.epochs)
         total = steps_per_epoch * epochs
-        if rt.get("max_steps"):
-            total = min(total, int(rt["max_steps"]))
-        warmup = int(round(float(recipe["warmup_epochs"]) * steps_per_epoch))
-        peak = peak_lr(float(recipe["lr_base"]), batch)
-        return cls(accum, steps_per_epoch, epochs, total, warmup, peak, recipe["lr_schedule"])
+        if rt.max_steps:
+            total = min(total, int(rt.max_steps))
+        warmup = int(round(float(recipe.warmup_epochs) * steps_per_epoch))
+        peak = peak_lr(float(recipe.lr_base), batch)
+        return cls(accum, steps_per_epoch, epochs, total, warmup, peak, recipe.lr_schedule)
 
     def lr(self, step: int) -> float:
         return lr_at(
@@ -148,54 +148,43 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         self.close()
-        return False
 
 
 class Trainer:
     """Data, model, optimiser, EMA, schedule and position of a run; `train_epoch` is one epoch."""
 
-    def __init__(
-        self,
-        cfg: Mapping[str, Any],
-        env: RunEnv,
-        run_dir: Path,
-        *,
-        minival_only: bool = False,
-        typed: CellConfig | None = None,
-    ):
+    def __init__(self, cfg: CellConfig, env: RunEnv, run_dir: Path, *, minival_only: bool = False):
         """Built in a fixed order (data, model, cost, optimiser, EMA): the RNG draws of each step
-        decide the initial weights, and a resumed run replaces them all from the checkpoint."""
-        self.typed = typed or typed_cell(cfg, check_data_files=False)  # the schema's defaults
+        decide the initial weights, and a resumed run replaces them all from the checkpoint.
+        `cfg` is the validated cell (`typed_cell`: its data files already checked)."""
         from rsscale.data import build_data
         from rsscale.models import build_model, count_params, model_cost
 
         self.cfg, self.env, self.run_dir = cfg, env, run_dir
-        model_cfg, data_cfg, recipe, rt = cfg["model"], cfg["data"], cfg["recipe"], cfg["runtime"]
+        recipe, rt = cfg.recipe, cfg.runtime
         world, device = env.world, env.device
-        accum = int(recipe["grad_accum_steps"])
         self.data = build_data(
-            data_cfg,
-            batch_size=int(recipe["batch_size"]) // (world * accum),
-            eval_batch_size=int(rt["eval_batch_size"]),
+            cfg.data,
+            batch_size=int(recipe.batch_size) // (world * int(recipe.grad_accum_steps)),
+            eval_batch_size=int(rt.eval_batch_size),
             device=device,
             seed=env.seed,
             rank=env.dist.rank,
             world_size=world,
-            channels_last=bool(rt["channels_last"]),
-            randaugment_magnitude=data_cfg.get("randaugment_magnitude"),
-            bad_image_log=run_dir / UNREADABLE_NAME if data_cfg.get("name") == "imagenet" else None,
+            channels_last=bool(rt.channels_last),
+            bad_image_log=run_dir / UNREADABLE_NAME,  # where image trees list unreadable files
             for_minival_only=minival_only,
         )
         self.schedule = Schedule.of(recipe, rt, self.data.train.steps_per_epoch, self.data.train_size)
 
-        model = build_model(model_cfg, num_classes=self.data.num_classes, in_chans=self.data.in_chans).to(
+        model = build_model(cfg.model, num_classes=self.data.num_classes, in_chans=self.data.in_chans).to(
             device
         )
-        if rt["channels_last"]:
+        if rt.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.sync_bn = world > 1 and self.typed.runtime.sync_bn
+        self.sync_bn = world > 1 and rt.sync_bn
         if self.sync_bn and device.type == "cpu":
             # torch's SyncBatchNorm raises on CPU input in training mode: CPU (gloo) runs keep per-rank
             # BatchNorm statistics, so they match one process at the same global batch only approximately.
@@ -205,12 +194,13 @@ class Trainer:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
         d = self.data
-        self.cost = dict(model_cost(dict(model_cfg), int(data_cfg["train_res"]), d.num_classes, d.in_chans))
+        cost = model_cost(cfg.model, int(cfg.data.train_res), d.num_classes, d.in_chans)
+        self.cost: dict[str, Any] = dict(cost)
         self.cost["params"] = count_params(model)
         self.cost["train_images"] = d.train_size  # the regime's training-set size (analysis key)
         self.optimizer = build_optimizer(model, recipe, self.schedule.peak, device)
-        self.ema = ModelEma(model, float(recipe["ema_decay"])) if recipe.get("ema_decay") else None
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=float(recipe["label_smoothing"]))
+        self.ema = ModelEma(model, float(recipe.ema_decay)) if recipe.ema_decay else None
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=float(recipe.label_smoothing))
         train_flops = 3.0 * self.cost["flops_per_image"] * d.train_size * self.schedule.epochs
         self.compile_on, self.compile_why = decide_compile(rt, device, train_flops)
         self.fwd_model: nn.Module = model  # eager or compiled: what evaluates
@@ -259,13 +249,13 @@ class Trainer:
         """Compile and DDP-wrap (after the resume: DDP broadcasts rank 0's weights); build the step."""
         model, env = self.model, self.env
         if self.compile_on:
-            self.fwd_model = torch.compile(model)
+            self.fwd_model = cast(nn.Module, torch.compile(model))  # an OptimizedModule
         train_model = self.fwd_model
         if env.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ddp = DDP(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
-            train_model = torch.compile(ddp) if self.compile_on else ddp
+            train_model = cast(nn.Module, torch.compile(ddp)) if self.compile_on else ddp
         self.train_step = TrainStep(
             train_model,
             self.optimizer,
@@ -281,20 +271,31 @@ class Trainer:
         """One micro-batch. Under accumulation DDP syncs gradients on the last micro-batch only."""
         if micro % self.schedule.accum == 0:
             set_lr(self.optimizer, self.schedule.lr(self.step))
-        train_model = self.train_step.model
-        no_sync = self.env.world > 1 and (micro + 1) % self.schedule.accum and hasattr(train_model, "no_sync")
-        with train_model.no_sync() if no_sync else contextlib.nullcontext():
-            return self.train_step.forward_backward(x, y)
+        step = self._train_step()
+        no_sync = getattr(step.model, "no_sync", None)  # DDP's
+        accumulating = self.env.world > 1 and (micro + 1) % self.schedule.accum
+        with no_sync() if accumulating and no_sync is not None else contextlib.nullcontext():
+            return step.forward_backward(x, y)
+
+    def _train_step(self) -> TrainStep:
+        if self.train_step is None:
+            raise RuntimeError("Trainer.prepare() builds the train step before the first epoch")
+        return self.train_step
+
+    def _epoch_stats(self) -> EpochStats:
+        if self.stats is None:
+            raise RuntimeError("no epoch in progress")
+        return self.stats
 
     def _optimizer_step(self) -> None:
-        self.train_step.optimizer_step()
+        self._train_step().optimizer_step()
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
-        self.stats.steps_here += 1
+        self._epoch_stats().steps_here += 1
 
     def _log(self, recorder, progress: Progress) -> None:
-        stats, s = self.stats, self.schedule
+        stats, s = self._epoch_stats(), self.schedule
         total = stats.loss_sum()  # every rank takes the same decision
         if not math.isfinite(total):
             raise Diverged(f"loss is not finite at step {self.step}")
@@ -315,8 +316,8 @@ class Trainer:
     ) -> dict[str, Any]:
         """Train to the end of the epoch (or of runtime.max_steps); return its history entry."""
         s = self.schedule
-        log_every = max(1, int(self.typed.runtime.log_every_steps or RuntimeConfig.log_every_steps))
-        fail_at = int(self.typed.runtime.fail_at_step or 0)
+        log_every = max(1, int(self.cfg.runtime.log_every_steps or RuntimeConfig.log_every_steps))
+        fail_at = int(self.cfg.runtime.fail_at_step or 0)
         acc, self._resumed_acc = self._resumed_acc, None
         self.stats = stats = EpochStats(acc, self.env.device, self.env.world)
         micro = self.micro_in_epoch
@@ -369,7 +370,7 @@ class Trainer:
             "listed_in": UNREADABLE_NAME,
             "first": bad[:5],
         }
-        limit = float(self.typed.data.max_unreadable_fraction)
+        limit = float(self.cfg.data.max_unreadable_fraction)
         if len(bad) / total > limit:
             raise ValueError(
                 f"data.max_unreadable_fraction={limit}: {len(bad)} of {total} images are unreadable "

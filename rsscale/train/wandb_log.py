@@ -12,9 +12,10 @@ import netrc
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from rsscale.config import LOGGER_MODES as MODES  # one list of modes: the logger schema's
+from rsscale.config import LoggerConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class WandbRun:
 
     def __init__(
         self,
-        logger_cfg: Mapping[str, Any],
+        logger_cfg: LoggerConfig,
         *,
         run_id: str,
         name: str,
@@ -58,21 +59,21 @@ class WandbRun:
     ):
         self.run = None
         self.error: str | None = None
-        self.mode = resolve_mode(logger_cfg.get("mode", "auto"))
+        self.mode = resolve_mode(logger_cfg.mode)
         if not enabled or self.mode == "disabled":
             return
         try:
             import wandb
 
             self.run = wandb.init(
-                project=logger_cfg.get("project") or "rsscale",
-                entity=logger_cfg.get("entity"),
-                group=logger_cfg.get("group") or group,
-                tags=list(logger_cfg.get("tags") or []),
+                project=logger_cfg.project or LoggerConfig.project,
+                entity=logger_cfg.entity,
+                group=logger_cfg.group or group,
+                tags=list(logger_cfg.tags or []),
                 name=name,
                 id=run_id,
                 resume="allow",
-                mode=self.mode,
+                mode=cast(Literal["online", "offline", "disabled"], self.mode),  # resolve_mode's
                 dir=str(run_dir),
                 config=dict(config),
                 settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),

@@ -32,7 +32,7 @@ from rsscale.launch.live import MODES
 from rsscale.launch.resources import _bucket, resource_class
 from rsscale.launch.slurm import with_node_limits
 from rsscale.layout import JOURNAL_NAME, StudyLayout
-from rsscale.train.record import provenance
+from rsscale.train.record_file import provenance
 from rsscale.tune.live import TuneView
 from rsscale.tune.results import finalize
 from rsscale.tune.space import SearchSpaceError, parse_space, trial_cell, validate_space

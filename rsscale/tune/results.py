@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from rsscale.io import atomic_write_bytes, atomic_write_json, read_json
 from rsscale.layout import CellLayout, StudyLayout
 from rsscale.mpl_env import quiet_matplotlib
-from rsscale.train.record import load_record, provenance, write_record
+from rsscale.train.record_file import load_record, provenance, write_record
 from rsscale.tune.study import budget_used, describe, metric_key, objective_name
 
 log = logging.getLogger("rsscale.tune")

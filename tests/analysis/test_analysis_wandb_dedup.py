@@ -11,7 +11,7 @@ import pytest
 import rsscale.train.recorder as recorder_mod
 from rsscale.analysis.load import load_results
 from rsscale.layout import SweepLayout
-from rsscale.train.record import load_record
+from rsscale.train.record_file import load_record
 from rsscale.train.recorder import RunRecorder
 from tests.analysis import synthetic_laws as S
 from tests.analysis.test_analysis_wandb import FakeApi, FakeSummary

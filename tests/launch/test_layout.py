@@ -13,7 +13,7 @@ from rsscale.launch.cores import ThreadFollower, write_shares
 from rsscale.launch.manifest import Manifest, ManifestError, count_attempts, last_attempt
 from rsscale.launch.runner import CellRunner
 from rsscale.layout import CellLayout, StudyLayout, SweepLayout
-from rsscale.train import record
+from rsscale.train import record_file
 
 
 def test_layout_spells_the_contract(tmp_path):
@@ -72,7 +72,7 @@ def test_writers_put_their_files_where_the_layout_says(tmp_path):
     runner._log_attempt()
     runner._log_attempt()
     assert m.attempts("c1") == 2 and m.last_attempt("c1")["resume"] is False
-    record.write_record(s.cell("c1").dir, {"status": "running"})
+    record_file.write_record(s.cell("c1").dir, {"status": "running"})
     assert s.cell("c1").record.is_file() and m.record("c1")["status"] == "running"
     assert m.layout.driver_lock == s.driver_lock
     with m.driver_lock():
@@ -106,9 +106,9 @@ def test_status_vocabularies_are_consistent():
         assert set(group) <= set(states.CELL_STATES), group
     # every error class SLURM can give is one a record may carry
     assert {slurm.classify(s) for s in slurm._ERROR_CLASS} <= set(states.ERROR_CLASSES)
-    # the run record writes the same vocabularies (train/record.py)
-    assert tuple(record.STATUSES) == states.RECORD_STATUSES
-    assert tuple(record.ERROR_CLASSES) == states.ERROR_CLASSES
+    # the run record writes the same vocabularies (train/record_file.py)
+    assert tuple(record_file.STATUSES) == states.RECORD_STATUSES
+    assert tuple(record_file.ERROR_CLASSES) == states.ERROR_CLASSES
 
 
 def test_local_executor_leaves_no_literal_job_id_folder(tmp_path):

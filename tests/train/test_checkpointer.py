@@ -10,6 +10,7 @@ import signal
 import pytest
 import torch
 
+from rsscale.config import RuntimeConfig
 from rsscale.train.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME, Checkpointer, PreemptRequested
 
 
@@ -43,6 +44,11 @@ class Notes:
         self.notes = state["notes"]
 
 
+def rt(**cadence) -> RuntimeConfig:
+    """The runtime group with no cadence but the one a test sets (every epoch by default)."""
+    return RuntimeConfig(**{"checkpoint_every_minutes": 0, **cadence})
+
+
 class FakeClock:
     def __init__(self):
         self.t = 1000.0
@@ -57,7 +63,7 @@ def on_disk(run_dir):
 
 def test_every_n_steps(tmp_path):
     state = Counter()
-    ck = Checkpointer(tmp_path, {"checkpoint_every_steps": 3}, states=[state])
+    ck = Checkpointer(tmp_path, rt(checkpoint_every_steps=3), states=[state])
     saved = []
     for step in range(1, 8):
         state.step = step
@@ -72,7 +78,7 @@ def test_every_n_steps(tmp_path):
 
 def test_every_n_minutes_on_an_injected_clock(tmp_path):
     clock, state = FakeClock(), Counter()
-    ck = Checkpointer(tmp_path, {"checkpoint_every_minutes": 1}, states=[state], clock=clock)
+    ck = Checkpointer(tmp_path, rt(checkpoint_every_minutes=1), states=[state], clock=clock)
     clock.t += 500  # set-up time before training does not count
     with ck.watch_preemption():
         clock.t += 59
@@ -91,9 +97,7 @@ def test_every_n_minutes_on_an_injected_clock(tmp_path):
 
 def test_no_step_cadence_saves_only_at_epoch_ends(tmp_path):
     state = Counter()
-    ck = Checkpointer(
-        tmp_path, {"checkpoint_every_steps": None, "checkpoint_every_minutes": None}, states=[state]
-    )
+    ck = Checkpointer(tmp_path, rt(checkpoint_every_steps=None, checkpoint_every_minutes=0), states=[state])
     for step in range(1, 50):
         ck.after_step(step)
     assert state.collected == 0 and not (tmp_path / CHECKPOINT_NAME).exists()
@@ -103,7 +107,7 @@ def test_no_step_cadence_saves_only_at_epoch_ends(tmp_path):
 
 
 def test_every_n_epochs_and_always_the_last(tmp_path):
-    ck = Checkpointer(tmp_path, {"checkpoint_every_epochs": 2})
+    ck = Checkpointer(tmp_path, rt(checkpoint_every_epochs=2))
     assert [e for e in range(1, 6) if ck.epoch_due(e, last_epoch=5)] == [2, 4, 5]
 
 
@@ -111,33 +115,33 @@ def test_resume_loads_every_state_and_the_rng(tmp_path):
     a, b = Counter(), Notes(["epoch 1"])
     a.step = 7
     torch.manual_seed(123)
-    Checkpointer(tmp_path, {}, states=[a, b]).save()
+    Checkpointer(tmp_path, rt(), states=[a, b]).save()
     expect = torch.rand(4)  # the draws right after the save
 
     c, d = Counter(), Notes()
     torch.manual_seed(999)
-    assert Checkpointer(tmp_path, {}, states=[c, d]).resume() is True
+    assert Checkpointer(tmp_path, rt(), states=[c, d]).resume() is True
     assert torch.equal(torch.rand(4), expect)
     assert c.step == 7 and torch.equal(c.loaded["payload"], torch.arange(3) + 7)
     assert d.notes == ["epoch 1"]
-    assert Checkpointer(tmp_path / "empty", {}, states=[Counter()]).resume() is False
+    assert Checkpointer(tmp_path / "empty", rt(), states=[Counter()]).resume() is False
 
 
 def test_resume_falls_back_to_the_previous_checkpoint(tmp_path):
     state = Counter()
-    ck = Checkpointer(tmp_path, {}, states=[state])
+    ck = Checkpointer(tmp_path, rt(), states=[state])
     state.step = 1
     ck.save()
     state.step = 2
     ck.save()
     (tmp_path / CHECKPOINT_NAME).write_bytes(b"truncated")
     fresh = Counter()
-    assert Checkpointer(tmp_path, {}, states=[fresh]).resume() and fresh.step == 1
+    assert Checkpointer(tmp_path, rt(), states=[fresh]).resume() and fresh.step == 1
 
 
 def test_sigusr2_checkpoints_then_hands_over_to_the_previous_handler(tmp_path):
     state, events = Counter(), []
-    ck = Checkpointer(tmp_path, {"checkpoint_every_steps": 100}, states=[state])
+    ck = Checkpointer(tmp_path, rt(checkpoint_every_steps=100), states=[state])
 
     def previous(signum, frame):  # submitit's handler: requeue (here: note it)
         events.append(("previous", signum, on_disk(tmp_path)["step"]))
@@ -164,7 +168,7 @@ def test_sigusr2_checkpoints_then_hands_over_to_the_previous_handler(tmp_path):
 
 def test_stop_signal_checkpoints_and_stops_without_requeue(tmp_path):
     state, events = Counter(), []
-    ck = Checkpointer(tmp_path, {}, states=[state], stop_signals=(signal.SIGTERM,))
+    ck = Checkpointer(tmp_path, rt(), states=[state], stop_signals=(signal.SIGTERM,))
     old_usr2 = signal.signal(signal.SIGUSR2, lambda s, f: events.append("requeue"))
     old_term = signal.getsignal(signal.SIGTERM)
     try:
@@ -183,7 +187,7 @@ def test_stop_signal_checkpoints_and_stops_without_requeue(tmp_path):
 
 def test_a_signal_after_the_last_step_is_acted_on(tmp_path):
     state = Counter()
-    ck = Checkpointer(tmp_path, {}, states=[state])
+    ck = Checkpointer(tmp_path, rt(), states=[state])
     old = signal.signal(signal.SIGUSR2, signal.SIG_DFL)
     try:
         with ck.watch_preemption():

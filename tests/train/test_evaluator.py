@@ -9,6 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from rsscale.config import CellConfig, LoggerConfig, RecipeConfig, RuntimeConfig
+from rsscale.data import DataConfig
+from rsscale.models import ResNetRSConfig
 from rsscale.train.device import RunEnv
 from rsscale.train.distributed import DistInfo
 from rsscale.train.ema import ModelEma
@@ -42,8 +45,16 @@ def stream(labels):
     return Stream((torch.zeros(len(y), 3), torch.tensor(y)) for y in labels)
 
 
-def cfg(epochs=5, every=2):
-    return {"runtime": {"eval_every_epochs": every, "measure_latency": False}, "recipe": {"epochs": epochs}}
+def cfg(epochs=5, every=2, **runtime):
+    """The typed cell the Evaluator reads: a tiny model at 16 px, the given epochs and runtime."""
+    rt = RuntimeConfig(**{"eval_every_epochs": every, "measure_latency": False, **runtime})
+    return CellConfig(
+        model=ResNetRSConfig(depth=26, width=0.25, stem="small"),
+        data=DataConfig(train_res=16, eval_res=16),
+        recipe=RecipeConfig(epochs=epochs),
+        runtime=rt,
+        logger=LoggerConfig(),
+    )
 
 
 DATA = SimpleNamespace(
@@ -97,17 +108,10 @@ def test_final_gives_the_generalisation_gap_on_the_clean_training_subset():
 
 
 def test_cost_measures_latency_with_the_train_step():
-    c = {
-        "runtime": {"measure_latency": True, "latency_batch": 2, "latency_iters": 1, "channels_last": False},
-        "recipe": {"epochs": 1},
-        "data": {"train_res": 16},
-        "model": {"name": "resnet_rs", "depth": 26, "width": 0.25, "stem": "small"},
-    }
+    c = cfg(epochs=1, measure_latency=True, latency_batch=2, latency_iters=1, channels_last=False)
     hist = [{"images_per_s": 10.0}, {"images_per_s": 30.0}]
     cost = Evaluator(c, ENV, DATA, Fixed(3)).cost(hist)
     assert cost["train_step_s"] > 0 and cost["infer_s"] > 0 and cost["latency_batch"] == 2
     assert cost["images_per_s"] == pytest.approx(20.0) and cost["peak_mem_bytes"] > 0
-    off = Evaluator({**c, "runtime": {**c["runtime"], "measure_latency": False}}, ENV, DATA, Fixed(3)).cost(
-        []
-    )
+    off = Evaluator(cfg(epochs=1), ENV, DATA, Fixed(3)).cost([])
     assert "train_step_s" not in off and off["images_per_s"] is None

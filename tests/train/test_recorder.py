@@ -8,9 +8,10 @@ import re
 import pytest
 
 import rsscale.train.recorder as recorder_mod
+from rsscale.config import LoggerConfig
 from rsscale.layout import RECORD_NAME
 from rsscale.train.checkpoint import PreemptRequested
-from rsscale.train.record import load_record, new_record, write_record
+from rsscale.train.record_file import load_record, new_record, write_record
 from rsscale.train.recorder import Diverged, Pruned, RunRecorder
 
 CFG = {"model": {"depth": 26}, "runtime": {"seed": 0}, "logger": {"mode": "disabled"}}
@@ -60,7 +61,8 @@ def writes(monkeypatch):
 
 def started(run_dir, **kw) -> RunRecorder:
     rec = RunRecorder.load(run_dir, CFG, "cell-a", "h" * 16, **kw)
-    rec.start(provenance_extra={"world_size": 1}, cost={"params": 10}, logger_cfg=CFG["logger"], config=CFG)
+    logger = LoggerConfig(**CFG["logger"])
+    rec.start(provenance_extra={"world_size": 1}, cost={"params": 10}, logger_cfg=logger, config=CFG)
     return rec
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from rsscale.config import cell_config, compose, validate_cell
+from rsscale.config import RecipeConfig, cell_config, compose, rs_paper_regularization, validate_cell
 from rsscale.models import build_model
 from rsscale.train.ema import ModelEma
-from rsscale.train.recipe import build_optimizer, lr_at, param_groups, peak_lr, rs_paper_regularization
+from rsscale.train.recipe import build_optimizer, lr_at, param_groups, peak_lr
 
 # Table 8 as printed in the reference: (depth, train_res) -> (dropout, stochastic depth, RandAugment).
 TABLE8 = {
@@ -102,7 +102,7 @@ def test_weight_decay_groups_exclude_only_batchnorm():
     assert kinds["fc"] == 2  # weight and bias
     # wd_on_bn puts everything in one decayed group; build_optimizer keeps the groups
     assert len(param_groups(model, 1e-4, wd_on_bn=True)) == 1
-    recipe = {"weight_decay": 4e-5, "momentum": 0.9, "nesterov": False}
+    recipe = RecipeConfig(weight_decay=4e-5, momentum=0.9, nesterov=False)
     opt = build_optimizer(model, recipe, 1.6, torch.device("cpu"))
     assert [g["weight_decay"] for g in opt.param_groups] == [4e-5, 0.0]
     assert all(g["momentum"] == 0.9 and g["lr"] == 1.6 for g in opt.param_groups)

@@ -21,7 +21,7 @@ from rsscale.layout import RECORD_NAME
 from rsscale.models import count_params
 from rsscale.train.loop import PreemptRequested, train
 from rsscale.train.recipe import lr_at, peak_lr
-from rsscale.train.record import load_record, write_record
+from rsscale.train.record_file import load_record, write_record
 
 SHORT = [
     "runtime.precision=bf16",

@@ -1,6 +1,8 @@
-"""The run record: one JSON file per run, written atomically; the source of truth for results.
+"""The run record's file (record.json): one per run, written atomically; the source of truth for results.
 
-Schema in docs/contracts.md. W&B mirrors it; analysis and status read only this file.
+Its format: create, load, write, provenance. What changes it during a run, and when, is
+`rsscale.train.recorder.RunRecorder`'s business. Schema in docs/contracts.md. W&B mirrors it;
+analysis and status read only this file.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def write_record(run_dir: str | os.PathLike, record: dict) -> None:
 
 @lru_cache(maxsize=1)
 def _static_provenance() -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("rsscale", "torch", "torchvision", "numpy", "hydra-core", "submitit", "wandb", "optuna"):
         try:
             versions[pkg] = metadata.version(pkg)
