@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rsscale.io import storage_error_in
-from rsscale.launch.backends import Backend, JobView, backend_named
+from rsscale.launch.backends import Backend, BackendError, JobView, backend_named, job_log_files
 from rsscale.launch.manifest import Manifest
 from rsscale.launch.slurm import classify
 from rsscale.states import OPEN_RECORD
@@ -24,8 +24,8 @@ def cell_rows(manifest: Manifest, cell_ids: Iterable[str] | None = None) -> list
         subs = manifest.cells[cid]["submissions"]
         if subs:
             by_launcher[subs[-1]["launcher"]].append(subs[-1]["job_id"])
-    backends = {name: backend_named(name) for name in by_launcher}
-    states = {name: backends[name].job_states(job_ids) for name, job_ids in by_launcher.items()}
+    backends = {name: reader(name) for name in by_launcher}
+    states = {name: b.job_states(by_launcher[name]) if b else {} for name, b in backends.items()}
     rows = []
     for cid in ids:
         entry = manifest.cells[cid]
@@ -85,12 +85,21 @@ def derive_state(
     storage error (it could not even write its record) is `failed` `storage`.
     """
     if last is not None and backend is None:
-        backend = backend_named(last["launcher"])
+        backend = reader(last["launcher"])
     status, error_class = _derive_state(manifest, cid, rec, last, job, backend)
     ended = (status, error_class) in (("failed", "node_failure"), ("interrupted", None))
     if last is not None and ended and storage_error(manifest, cid):
         return "failed", "storage"
     return status, error_class
+
+
+def reader(launcher: str) -> Backend | None:
+    """The backend that made a submission, to read its jobs' states; None when this process does not
+    know it (a backend registered elsewhere): its cells' states then come from their records."""
+    try:
+        return backend_named(launcher)
+    except BackendError:
+        return None
 
 
 def storage_error(manifest: Manifest, cid: str) -> str | None:
@@ -103,7 +112,14 @@ def storage_error(manifest: Manifest, cid: str) -> str | None:
     if not subs:
         return None
     last = subs[-1]
-    for path in backend_named(last["launcher"]).log_files(manifest.layout.logs, str(last["job_id"])):
+    backend = reader(last["launcher"])
+    job_id = str(last["job_id"])
+    paths = (
+        backend.log_files(manifest.layout.logs, job_id)
+        if backend
+        else job_log_files(manifest.layout.logs, job_id)
+    )
+    for path in paths:
         try:
             with open(path, "rb") as f:
                 f.seek(max(0, f.seek(0, 2) - 65536))

@@ -5,7 +5,7 @@ supervision, the batched SLURM queries) and launch's cell states read job states
 package of its own would make the two import each other.
 """
 
-from rsscale.launch.backends.base import Backend, BackendError, JobView, LaunchHooks, WorkerJob
+from rsscale.launch.backends.base import Backend, BackendError, JobView, LaunchHooks, WorkerJob, job_log_files
 from rsscale.launch.backends.local import LocalBackend, local_executor
 from rsscale.launch.backends.registry import backend_for, backend_name, backend_named, register, registered
 from rsscale.launch.backends.slurm import SlurmBackend
@@ -24,6 +24,7 @@ __all__ = [
     "backend_for",
     "backend_name",
     "backend_named",
+    "job_log_files",
     "local_executor",
     "register",
     "registered",

@@ -132,8 +132,7 @@ class Backend(ABC):
 
     def log_files(self, logs: Path, job_id: str) -> list[Path]:
         """Where the job's stdout/stderr are (a storage error that ended it is looked for there)."""
-        names = (f"{job_id}_0_log.err", f"{job_id}_0_log.out")
-        return [logs / job_id / n for n in names] + [logs / n for n in names]
+        return job_log_files(logs, job_id)
 
     # ------------------------------------------------------------------------------------ for tune
     @abstractmethod
@@ -150,3 +149,9 @@ class Backend(ABC):
         """`job` carrying this backend's cell environment."""
         job.env = {**getattr(job, "env", {}), **self.cell_env()}
         return job
+
+
+def job_log_files(logs: Path, job_id: str) -> list[Path]:
+    """submitit's log files of a job: in logs/<job id>/ (SLURM's `%j` folders) or flat in logs/."""
+    names = (f"{job_id}_0_log.err", f"{job_id}_0_log.out")
+    return [logs / job_id / n for n in names] + [logs / n for n in names]
