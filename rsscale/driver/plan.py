@@ -125,7 +125,8 @@ def completed_on_disk(manifest: Manifest, c: Cell) -> bool:
 def out_of_retries_lines(manifest: Manifest, exhausted: Sequence[tuple[Cell, str, int, int]]) -> list[str]:
     """One line per cell out of retries (its class, the fields outside the hash changed since its
     last launch), then the command that retries them."""
-    lines, raise_to = [], {}
+    lines: list[str] = []
+    raise_to: dict[str, int] = {}
     for c, cls, used, allowed in exhausted:
         try:
             old = read_json(manifest.layout.cell(c.cell_id).config)

@@ -32,7 +32,8 @@ class JobView(Protocol):
 class WorkerJob(Protocol):
     """What tune needs of a submitted worker (submitit's Job is one)."""
 
-    job_id: str
+    @property
+    def job_id(self) -> str: ...
 
     def done(self) -> bool: ...
 
@@ -44,6 +45,8 @@ class EnvCarrier(Protocol):
 
     env: dict[str, str]
     threads: int | None
+
+    def __call__(self) -> Any: ...
 
 
 @dataclass

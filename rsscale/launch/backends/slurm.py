@@ -130,6 +130,7 @@ class SlurmBackend(Backend):
         ex = limited.executor(study_dir, rc, f"rsscale-{Path(study_dir).name}")
         for w in workers:
             w.threads = rc.cpus_per_task
+        jobs: list[WorkerJob] = []
         with ex.batch():
-            jobs = [ex.submit(self.with_env(w)) for w in workers]
-        return list(jobs)
+            jobs.extend(ex.submit(self.with_env(w)) for w in workers)
+        return jobs
