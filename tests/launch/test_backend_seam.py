@@ -64,3 +64,27 @@ def test_a_backend_registered_from_tests_runs_a_sweep_end_to_end(tmp_path, quiet
 def test_an_unknown_launcher_is_refused_before_anything_runs():
     with pytest.raises(BackendError, match="cluster.launcher='nowhere': no such backend"):
         backend_for({"name": "local", "launcher": "nowhere"})
+
+
+def test_a_profile_picks_its_backend_by_launcher_then_by_name_else_slurm():
+    assert backend_name({"name": "mysite"}) == "slurm"  # an old site profile without `launcher`
+    assert backend_name({"name": "local"}) == "local"
+    assert backend_name({"name": "mysite", "kind": "local"}) == "local"  # the older spelling
+    assert backend_name({"name": "local", "launcher": "slurm"}) == "slurm"
+
+
+def test_cells_learn_their_stop_signals_from_the_environment_their_backend_sets(monkeypatch):
+    import signal
+
+    from rsscale.launch.backends import LocalBackend, SlurmBackend
+    from rsscale.train.stop_signals import STOP_SIGNALS_ENV, cell_stop_signals
+
+    for backend, want in ((LocalBackend({"name": "local"}), (signal.SIGTERM,)), (SlurmBackend({}), ())):
+        env = backend.cell_env()
+        monkeypatch.setenv(STOP_SIGNALS_ENV, env[STOP_SIGNALS_ENV])
+        assert cell_stop_signals() == want, backend.name
+    monkeypatch.delenv(STOP_SIGNALS_ENV)
+    assert cell_stop_signals() == ()
+    monkeypatch.setenv(STOP_SIGNALS_ENV, "SIGTERM,BOGUS")
+    with pytest.raises(ValueError, match="BOGUS is not a signal name"):
+        cell_stop_signals()
