@@ -100,7 +100,9 @@ def timm_step(model: nn.Module, recipe: Mapping, lr: float, device, amp_dtype) -
     return TrainStep(model, opt, criterion, device, amp_dtype)
 
 
-def _step(name: str, m: nn.Module, a, recipe: Mapping, lr: float, device, fmt, amp_dtype) -> TrainStep:
+def train_step_for(
+    name: str, m: nn.Module, a, recipe: Mapping, lr: float, device, fmt, amp_dtype
+) -> TrainStep:
     """rsscale's step (its fused SGD and loss, as the loop builds them) or timm's, on the device."""
     from rsscale.config import validate_recipe
     from rsscale.train.recipe import build_optimizer
@@ -264,7 +266,9 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         report["timm_twin"] = how
         if twin is not None:
             models["timm"] = twin
-    steps = {name: _step(name, m, a, recipe, lr, device, fmt, amp_dtype) for name, m in models.items()}
+    steps = {
+        name: train_step_for(name, m, a, recipe, lr, device, fmt, amp_dtype) for name, m in models.items()
+    }
     res = int(cell["data"]["train_res"])
     x = torch.randn(batch, data.in_chans, res, res, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, data.num_classes, (batch,), device=device)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rsscale.bench import _step, hardware, run_cli, summarize, versions
+from rsscale.bench import hardware, run_cli, summarize, train_step_for, versions
 from rsscale.cli import parse_args
 from rsscale.train.step import sync, time_call
 
@@ -212,7 +212,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         model = build_model(cell["model"], num_classes=num_classes, in_chans=in_chans)
         amp_dtype = autocast_dtype(rt["precision"], device)
         fmt = torch.channels_last if cl else torch.contiguous_format
-        step = _step(
+        step = train_step_for(
             "rsscale",
             model,
             SimpleNamespace(compile="off"),

@@ -1,7 +1,7 @@
 """Status vocabularies in one place: run-record statuses, error classes, derived cell states.
 
 The run record (rsscale/train/record_file.py) writes `status` and `error_class` from the first two;
-`rsscale.launch.status.derive_state` adds the cell states that only the evidence around a record
+`rsscale.launch.cell_states.derive_state` adds the cell states that only the evidence around a record
 can tell (nobody has run it yet, it waits in a queue, nobody runs it any more); the sweep driver,
 the status table, the tuner and the analysis loader read them all from here.
 """
@@ -23,7 +23,7 @@ ERROR_CLASSES = (
     "storage",
 )
 
-# cell states besides the record statuses (rsscale.launch.status.derive_state):
+# cell states besides the record statuses (rsscale.launch.cell_states.derive_state):
 # new (never submitted), pending (submitted, not started), requeued (back in the scheduler's queue),
 # interrupted (nobody runs it; the next run resumes it)
 DERIVED_STATES = ("new", "pending", "requeued", "interrupted")

@@ -9,8 +9,8 @@ import json
 import sys
 
 from rsscale.cli import parse_args
+from rsscale.launch.cell_states import cell_rows, format_table
 from rsscale.launch.manifest import Manifest
-from rsscale.launch.status import cell_rows, format_table
 from rsscale.layout import StudyLayout
 
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return watch(args.sweep_dir, args.every)
     if StudyLayout(args.sweep_dir).meta.exists():  # a tuning study: one row per trial
-        from rsscale.tune.status import format_trials, trial_rows  # optuna: only for studies
+        from rsscale.tune.trial_states import format_trials, trial_rows  # optuna: only for studies
 
         head, rows = trial_rows(args.sweep_dir)
         print(

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from rsscale.launch.cell_states import format_table
 from rsscale.launch.live import watch_sweep
-from rsscale.launch.status import format_table
 from rsscale.layout import StudyLayout
 
 
@@ -20,7 +20,7 @@ def watch(path: str | Path, every_s: float, mode: str = "auto") -> int:
         return 2
     if StudyLayout(path).meta.exists():
         from rsscale.tune.live import watch_study  # optuna: only for studies
-        from rsscale.tune.status import format_trials, trial_rows
+        from rsscale.tune.trial_states import format_trials, trial_rows
 
         watch_study(path, every_s, mode)
         print(format_trials(*trial_rows(path)))

@@ -69,11 +69,11 @@ def write_grid(root: Path, seeds: int) -> str:
 # ----------------------------------------------------------------------------------------- (a) (b)
 def bench_slurm(tmp: Path, seeds: int, profile: bool) -> None:
     from rsscale.config import compose
+    from rsscale.launch.cell_states import cell_rows
     from rsscale.launch.grid import expand
     from rsscale.launch.manifest import Manifest
     from rsscale.launch.resources import resource_class
     from rsscale.launch.slurm import partition_cpus
-    from rsscale.launch.status import cell_rows
 
     grid = write_grid(tmp, seeds)
     sweep_dir = tmp / "sw"

@@ -28,11 +28,28 @@ class RsscaleSweeper(Sweeper):
         from hydra.core.utils import run_job
 
         from rsscale.launch.multirun import expand_multirun
-        from rsscale.sweep import multirun_task
 
         loader = self.hydra_context.config_loader
-        task = multirun_task(lambda: expand_multirun(self.config, arguments, loader))
+        task = _driver_task(lambda: expand_multirun(self.config, arguments, loader))
         # one job in the sweep directory itself, set up as Hydra sets up a run (logging, HydraConfig)
         ret = run_job(task, self.config, "hydra.sweep.dir", None, self.hydra_context)
         _ = ret.return_value  # re-raises what the job raised (Hydra prints it), never a silent exit 0
         return [[ret]]
+
+
+def _driver_task(expanded: Any) -> Any:
+    """The one job of a `-m` sweep: the driver (rsscale.driver.drive) on all its cells; exits with its
+    status."""
+
+    def task(cfg: Any) -> None:
+        import sys
+        from pathlib import Path
+
+        from hydra.core.hydra_config import HydraConfig
+
+        from rsscale.driver import drive
+
+        hc = HydraConfig.get()
+        sys.exit(drive(cfg, Path(hc.sweep.dir), list(hc.overrides.task), expanded))
+
+    return task

@@ -1,1 +1,2 @@
-"""Sweeps: grid expansion, the manifest, resource classes, submitit launchers and the cell runner."""
+"""Sweeps: grid expansion, the manifest, resource classes, the backends (where cells run), the cell
+runner and the cells' states."""

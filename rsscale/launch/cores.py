@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 
 from rsscale.io import atomic_write_json, read_json
-from rsscale.launch.resources import _visible_gpus
+from rsscale.launch.resources import visible_gpus
 from rsscale.layout import CellLayout, SweepLayout
 
 log = logging.getLogger("rsscale.train")
@@ -48,7 +48,7 @@ class CoreSharer:
         self.sweep_dir = sweep_dir
         self.base = base_threads
         self.enabled = (
-            cluster.get("cpus_per_cell", "auto") == "auto" and tasks_per_cell == 1 and not _visible_gpus()
+            cluster.get("cpus_per_cell", "auto") == "auto" and tasks_per_cell == 1 and not visible_gpus()
         )
         self.written: dict[str, int] = {}
 

@@ -84,7 +84,8 @@ def value_problem(base: Mapping, dotted: str, value: Any) -> str | None:
     return f"value {value!r} is not a plain value (a number, string, boolean or null)"
 
 
-def _set(tree: dict, dotted: str, value: Any) -> None:
+def set_path(tree: dict, dotted: str, value: Any) -> None:
+    """tree[a][b][c] = a copy of value, for dotted = "a.b.c" (the parents must exist)."""
     parts = dotted.split(".")
     node = tree
     for part in parts[:-1]:
@@ -92,14 +93,14 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = copy.deepcopy(value)
 
 
-def _links(cfg: DictConfig, prefix: str = "") -> dict[str, str]:
+def config_links(cfg: DictConfig, prefix: str = "") -> dict[str, str]:
     """Simple `${a.b}` interpolations of the base config, to re-apply after each cell's overrides."""
     out = {}
     for key in cfg:
         path = f"{prefix}{key}"
         node = cfg._get_node(key)
         if isinstance(node, DictConfig):
-            out.update(_links(node, path + "."))
+            out.update(config_links(node, path + "."))
         elif OmegaConf.is_interpolation(cfg, key):
             m = _INTERP.match(str(node._value()))
             if not m:
@@ -201,7 +202,7 @@ def expand(
     axes_in = axes
     name = spec["name"]
     base_cfg = OmegaConf.masked_copy(cfg, list(CELL_GROUPS))
-    links = _links(base_cfg)
+    links = config_links(base_cfg)
     base = OmegaConf.to_container(base_cfg, resolve=False)
     set_here = [k for k in command_line_fields(overrides) if k not in (axes or {})]
     spec["command_line"] = apply_command_line(
@@ -255,17 +256,17 @@ def expand(
             point = dict(zip(keys, combo))
             tree = copy.deepcopy(base)
             for k, v in spec["fixed"].items():
-                _set(tree, k, v)
+                set_path(tree, k, v)
             for k, v in (case.get("overrides") or {}).items():
-                _set(tree, k, v)
+                set_path(tree, k, v)
             for k, v in point.items():
-                _set(tree, k, v)
+                set_path(tree, k, v)
             merged = {**(case.get("overrides") or {}), **point, "case": case.get("name")}
             if any(all(merged.get(k) == v for k, v in pat.items()) for pat in spec["exclude"]):
                 continue
             for dst, src in links.items():
                 if dst not in point and dst not in spec["fixed"] and dst not in (case.get("overrides") or {}):
-                    _set(tree, dst, _resolve_link(tree, src, links))  # a value set explicitly stays
+                    set_path(tree, dst, resolve_link(tree, src, links))  # a value set explicitly stays
             cell = cell_config(tree)
             h = cell_hash(cell)
             if validate:  # every point, also one that is the same cell as another (unhashed fields)
@@ -304,11 +305,12 @@ def _refuse_unhashed_axis(name: str, point: Mapping, other: Cell, grid_axes: set
         )
 
 
-def _resolve_link(tree: Mapping, src: str, links: Mapping[str, str], depth: int = 0):
+def resolve_link(tree: Mapping, src: str, links: Mapping[str, str], depth: int = 0):
+    """The value `src` stands for in `tree`, following `links` (config_links) to the end."""
     if depth > 10:
         raise GridError(f"interpolation loop at {src}")
     if src in links:
-        return _resolve_link(tree, links[src], links, depth + 1)
+        return resolve_link(tree, links[src], links, depth + 1)
     return _get(tree, src)
 
 

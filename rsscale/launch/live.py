@@ -269,8 +269,8 @@ def poll_every(view: LiveBlock, rows: Callable[[], Sequence[Mapping[str, Any]]],
 
 def watch_sweep(sweep_dir: str | Path, every_s: float, mode: str = "auto") -> list[dict[str, Any]]:
     """`rsscale-status DIR --watch`: the view of a sweep someone else drives, until every cell ends."""
+    from rsscale.launch.cell_states import cell_rows
     from rsscale.launch.manifest import Manifest
-    from rsscale.launch.status import cell_rows
     from rsscale.states import WAITING
 
     with SweepView(sweep_dir, mode=mode, every_s=every_s, announce_failures=True) as view:

@@ -12,7 +12,7 @@ import fcntl
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,17 +107,24 @@ class Manifest:
                     m.add_cell(d.name, "", {}, None, None)
             return m
 
-    def submissions_from_attempts(self, cell_id: str, launcher: str) -> list[dict[str, Any]]:
+    def submissions_from_attempts(
+        self, cell_id: str, launcher: str, job_id: Callable[[str], str] = str
+    ) -> list[dict[str, Any]]:
         """A rebuilt manifest's submissions of a cell: one per job id in its attempts log, so that a
-        job still queued or running is waited for instead of submitted twice."""
+        job still queued or running is waited for instead of submitted twice. `job_id`: the manifest's
+        id of an attempts-log id (the backend's `manifest_job_id`)."""
         subs, seen = [], set()
         for line in _attempt_lines(self.layout.cell(cell_id).attempts):
             job = str(line.get("job_id") or "")
             if job and job not in seen:
                 seen.add(job)
-                job_id = f"local-{job}" if launcher == "local" else job
                 subs.append(
-                    {"job_id": job_id, "launcher": launcher, "resource_class": None, "time": line.get("time")}
+                    {
+                        "job_id": job_id(job),
+                        "launcher": launcher,
+                        "resource_class": None,
+                        "time": line.get("time"),
+                    }
                 )
         return subs
 

@@ -20,10 +20,12 @@ from omegaconf import DictConfig
 from rsscale.config import CELL_GROUPS
 from rsscale.launch.grid import GridError, expand
 
-# Overrides that do not change which cells run or their results: not part of the sweep-dir name.
-# `grid` (which file) is in the name already; `grid.axes.X=[...]` changes the cells, so it is hashed.
-DIR_NEUTRAL_ROOTS = ("hydra", "sweep", "sweep_root", "cluster", "logger")
-DIR_NEUTRAL_KEYS = ("grid", "runtime.progress")
+# Overrides that do not change which cells run or their results: not part of a sweep's (or a tuning
+# study's) directory name. `grid` and `search` (which file) are in the name already; `grid.axes.X=[...]`
+# changes the cells, so it is hashed; `tune.*` are the tuner's settings (a study's identity is checked
+# on its own, rsscale.tune.__main__.prepare).
+DIR_NEUTRAL_ROOTS = ("hydra", "sweep", "sweep_root", "cluster", "logger", "tune")
+DIR_NEUTRAL_KEYS = ("grid", "search", "runtime.progress")
 
 
 class MultirunError(ValueError):
@@ -189,8 +191,10 @@ def canonical(lines: Sequence[str], params: Mapping[str, Any] | None = None) -> 
 
 
 def dir_suffix(task: Sequence[str] | None = None, params: Mapping | None = None, mode: Any = None) -> str:
-    """'-<hash>' of the result-changing overrides in Hydra's record (`hydra.overrides.task`, plus
-    `hydra.sweeper.params` in a multirun); '' when there are none."""
+    """The one naming function of sweep and study directories: '-<hash>' of the result-changing
+    overrides in Hydra's record (`hydra.overrides.task`, plus `hydra.sweeper.params` in a multirun);
+    '' when there are none. It is the resolver `rsscale_dir_suffix` of conf/config.yaml and
+    conf/tune.yaml."""
     multirun = str(mode).upper().endswith("MULTIRUN")
     keep = canonical(list(task or []), params if multirun else None)
     return "-" + hashlib.sha256("\n".join(keep).encode()).hexdigest()[:8] if keep else ""

@@ -110,7 +110,8 @@ def cell_dir_cost(sweep_dir: str | os.PathLike) -> Callable[[str], float]:
     return cost
 
 
-def _bucket(minutes: float, cap: int) -> int:
+def time_bucket(minutes: float, cap: int) -> int:
+    """The smallest time bucket that holds `minutes`, at most `cap`: cells group into few classes."""
     for b in TIME_BUCKETS_MIN:
         if minutes <= b:
             return min(b, cap)
@@ -118,10 +119,9 @@ def _bucket(minutes: float, cap: int) -> int:
 
 
 def resource_class(cell: Mapping[str, Any], cluster: Mapping[str, Any]) -> ResourceClass:
-    """The resources one cell gets on a cluster profile; ResourceError if none fits."""
+    """The resources one cell gets on a scheduler's cluster profile (nodes of `gpus_per_node` GPUs,
+    a time limit from the cost estimate); ResourceError if none fits. This machine's: `local_class`."""
     tasks = int(cell["runtime"].get("tasks", 1))
-    if cluster["name"] == "local" or cluster.get("kind") == "local":
-        return _local_class(tasks, cluster)
     gpn = int(cluster.get("gpus_per_node") or 0)
     max_nodes = int(cluster.get("max_nodes") or 1)
     if gpn:
@@ -161,7 +161,7 @@ def resource_class(cell: Mapping[str, Any], cluster: Mapping[str, Any]) -> Resou
     cost = cell_cost(cell)
     seconds = cost["train_flops"] / (float(cluster.get("throughput_flops") or 1e12) * tasks)
     minutes = seconds / 60 * float(cluster.get("time_margin") or 1.5) + int(cluster.get("min_time_min") or 5)
-    time_min = _bucket(minutes, int(cluster.get("max_time_min") or 2880))
+    time_min = time_bucket(minutes, int(cluster.get("max_time_min") or 2880))
     return ResourceClass(tasks, nodes, per_node if gpn else 0, cpus, mem, time_min)
 
 
@@ -203,8 +203,10 @@ def _check_node_gpus(tasks: int, per_node: int, cluster: Mapping[str, Any]) -> N
     )
 
 
-def _local_class(tasks: int, cluster: Mapping[str, Any]) -> ResourceClass:
-    gpus = _visible_gpus()
+def local_class(cell: Mapping[str, Any], cluster: Mapping[str, Any]) -> ResourceClass:
+    """The resources one cell gets on this machine (its GPUs or cores); ResourceError if none fits."""
+    tasks = int(cell["runtime"].get("tasks", 1))
+    gpus = visible_gpus()
     if gpus and tasks > gpus:
         raise ResourceError(f"runtime.tasks={tasks} but this machine has {gpus} GPUs")
     cpus = os.cpu_count() or 1
@@ -213,7 +215,7 @@ def _local_class(tasks: int, cluster: Mapping[str, Any]) -> ResourceClass:
     return ResourceClass(tasks, 1, tasks if gpus else 0, 1, 0, int(cluster.get("timeout_min") or 10080))
 
 
-def _visible_gpus() -> int:
+def visible_gpus() -> int:
     try:
         import torch
 
@@ -230,14 +232,14 @@ def local_parallelism(
     With fewer cells than cores the spare cores become threads of the cells that run.
     """
     par, threads = _local_parallelism(cluster, tasks_per_cell)
-    if n_cells and n_cells < par and cluster.get("cpus_per_cell", "auto") == "auto" and not _visible_gpus():
+    if n_cells and n_cells < par and cluster.get("cpus_per_cell", "auto") == "auto" and not visible_gpus():
         par = max(1, n_cells)
         threads = max(1, (os.cpu_count() or 1) // (par * tasks_per_cell))
     return par, threads
 
 
 def _local_parallelism(cluster: Mapping[str, Any], tasks_per_cell: int) -> tuple[int, int]:
-    gpus = _visible_gpus()
+    gpus = visible_gpus()
     cpus = os.cpu_count() or 1
     mp = cluster.get("max_parallel", "auto")
     cpc = cluster.get("cpus_per_cell", "auto")

@@ -25,14 +25,23 @@ from rsscale.launch import supervision
 from rsscale.launch.cores import ThreadFollower
 from rsscale.layout import CellLayout, SweepLayout
 from rsscale.train.record_file import new_record, now, write_record
+from rsscale.train.stop_signals import cell_stop_signals
 
 
 class CellRunner(submitit.helpers.Checkpointable):
-    def __init__(self, sweep_dir: str, cell_id: str, group: str | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        sweep_dir: str,
+        cell_id: str,
+        group: str | None = None,
+        threads: int | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.sweep_dir = str(sweep_dir)
         self.cell_id = cell_id
         self.group = group
         self.threads = threads
+        self.env = dict(env or {})  # set by the backend (rsscale.launch.backends): e.g. the stop signals
 
     @property
     def files(self) -> CellLayout:
@@ -45,12 +54,14 @@ class CellRunner(submitit.helpers.Checkpointable):
     def __call__(self) -> dict[str, Any]:
         # compiled kernels (inductor's FX/AOT caches) are shared by the cells of a sweep, on its file system
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(SweepLayout(self.sweep_dir).inductor_cache))
-        if supervision.is_local_cell():
-            supervision.install_cell_side()
+        os.environ.update(getattr(self, "env", None) or {})  # (runners pickled before `env` existed)
+        stop_signals = cell_stop_signals()
+        if stop_signals:  # a driver that owns this cell stops it with these
+            supervision.install_cell_side(stop_signals)
         rank = _global_rank()
         try:  # a stop (or error) from the first line on leaves a record that says so
             if rank == 0:
-                self._log_attempt()
+                self.log_attempt()
             from rsscale.train.loop import train
 
             cell = read_json(self.files.config)
@@ -58,7 +69,7 @@ class CellRunner(submitit.helpers.Checkpointable):
                 import torch
 
                 torch.set_num_threads(int(self.threads))
-            _setup_logging(self.files.train_log)
+            setup_logging(self.files.train_log)
             # local sweeps hand idle cores to running cells, unless the cell pins its threads
             # (runtime.threads) or must be bit-reproducible (thread count changes float sums)
             rt = cell["runtime"]
@@ -80,13 +91,13 @@ class CellRunner(submitit.helpers.Checkpointable):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return super().checkpoint(*args, **kwargs)
 
-    def _log_attempt(self) -> None:
+    def log_attempt(self) -> None:
         env = os.environ
         line = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "job_id": _job_id(),
+            "job_id": job_id(),
             "slurm_restart_count": int(env.get("SLURM_RESTART_COUNT", 0) or 0),
             "resume": self.files.checkpoint.exists(),
         }
@@ -139,14 +150,14 @@ def _global_rank() -> int:
         return int(os.environ.get("RANK", 0))
 
 
-def _job_id() -> str | None:
+def job_id() -> str | None:
     try:
         return submitit.JobEnvironment().job_id
     except RuntimeError:
         return None
 
 
-def _setup_logging(path: Path) -> None:
+def setup_logging(path: Path) -> None:
     """Log lines to the cell's train.log and to the job's stdout (submitit's log file)."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)

@@ -6,9 +6,9 @@ it), waits for their checkpoints and exits with one line. The controllers and ce
 with SIGINT/SIGHUP ignored, so that the terminal's signal reaches only the driver, which stops them
 in order instead of submitit's SIGINT-then-SIGKILL after one second.
 
-Cell side (local cells only): SIGTERM means "checkpoint at the next step boundary and stop"
-(status `preempted`, resumed by the next run), and a watchdog thread sends that SIGTERM itself
-when the driver process dies without a word (SIGKILL).
+Cell side (cells whose backend names SIGTERM a stop signal: local ones): SIGTERM means "checkpoint
+at the next step boundary and stop" (status `preempted`, resumed by the next run), and a watchdog
+thread sends that SIGTERM itself when the driver process dies without a word (SIGKILL).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-
-from rsscale.train.stop_signals import cell_stop_signals, is_local_cell  # noqa: F401 - the cell side
 
 DRIVER_PID_ENV = "RSSCALE_DRIVER_PID"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -93,15 +91,16 @@ class StopBeforeTraining(SystemExit):
     """SIGTERM before the train loop took over the signal: nothing to checkpoint yet."""
 
 
-def install_cell_side() -> None:
-    """In a local cell: SIGTERM stops it (the loop's handler takes over while it trains; before, this
-    one exits at once), and the driver's death is noticed within a second."""
+def install_cell_side(stop_signals: tuple[int, ...] = (signal.SIGTERM,)) -> None:
+    """In a cell its driver owns: the stop signals stop it (the loop's handler takes over while it
+    trains; before, this one exits at once), and the driver's death is noticed within a second."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SHIELDED)  # ignored still; unblocked for grandchildren
 
     def before_training(signum, frame):
         raise StopBeforeTraining(f"stopped by {signal.Signals(signum).name} before training started")
 
-    signal.signal(signal.SIGTERM, before_training)
+    for s in stop_signals:
+        signal.signal(s, before_training)
     pid = os.environ.get(DRIVER_PID_ENV)
     if pid and pid.isdigit():
         threading.Thread(target=_watch, args=(int(pid),), daemon=True, name="rsscale-driver-watch").start()

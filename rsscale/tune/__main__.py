@@ -11,10 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,32 +24,22 @@ from omegaconf import DictConfig, OmegaConf
 import rsscale.cli  # noqa: F401 - registers the resolver that --help lists the user's groups with
 from rsscale.config import CELL_GROUPS, CONF_DIR, cell_hash
 from rsscale.io import atomic_write_json, read_json, set_aside
-from rsscale.launch.grid import _links
-from rsscale.launch.launcher import SlurmLauncher, local_executor
+from rsscale.launch.backends import BackendError, WorkerJob, backend_for
+from rsscale.launch.grid import config_links
 from rsscale.launch.live import MODES
-from rsscale.launch.resources import _bucket, resource_class
-from rsscale.launch.slurm import with_node_limits
+from rsscale.launch.multirun import dir_suffix
 from rsscale.layout import JOURNAL_NAME, StudyLayout
 from rsscale.train.record_file import provenance
 from rsscale.tune.live import TuneView
 from rsscale.tune.results import finalize
 from rsscale.tune.space import SearchSpaceError, parse_space, trial_cell, validate_space
-from rsscale.tune.status import format_trials, trial_rows
 from rsscale.tune.storage import open_storage
 from rsscale.tune.study import PRUNERS, SAMPLERS, budget_used, describe, name_objective
+from rsscale.tune.trial_states import format_trials, trial_rows
 from rsscale.tune.worker import TuneWorker, load_study
 
-_DIR_NEUTRAL = ("hydra.", "tune.", "sweep.", "sweep_root", "cluster", "logger", "search=", "runtime.progress")
-
-
-def _dir_suffix() -> str:
-    """'-<hash>' of the result-changing command-line overrides ('' when there are none)."""
-    args = [a.lstrip("+~") for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
-    keep = sorted(a for a in args if not a.startswith(_DIR_NEUTRAL))
-    return "-" + hashlib.sha256("\n".join(keep).encode()).hexdigest()[:8] if keep else ""
-
-
-OmegaConf.register_new_resolver("rsscale_tune_dir_suffix", _dir_suffix, replace=True)
+# The study-dir name: the sweeps' naming function on Hydra's override record (conf/tune.yaml).
+OmegaConf.register_new_resolver("rsscale_dir_suffix", dir_suffix, replace=True)
 
 
 class TuneError(ValueError):
@@ -98,7 +86,7 @@ def prepare(cfg: DictConfig, study_dir: Path) -> dict[str, Any]:
     search = OmegaConf.to_container(cfg.search, resolve=True) if cfg.get("search") is not None else None
     name, params, fixed = parse_space(search)
     base_cfg = OmegaConf.masked_copy(cfg, list(CELL_GROUPS))
-    links = _links(base_cfg)
+    links = config_links(base_cfg)
     base = OmegaConf.to_container(base_cfg, resolve=False)
     data = OmegaConf.to_container(cfg.data, resolve=True)
     check_settings(tune, data)
@@ -192,31 +180,18 @@ def create(meta: dict[str, Any], study_dir: Path) -> optuna.Study:
     return study
 
 
-def launch(meta: dict[str, Any], study_dir: Path, n_workers: int) -> list:
-    cluster = meta["cluster"]
+def launch(meta: dict[str, Any], study_dir: Path, n_workers: int) -> list[WorkerJob]:
+    """Start the workers on the study's backend, each sized for its share of the trials."""
     tune = meta["tune"]
-    local = cluster["name"] == "local" or cluster.get("kind") == "local"
-    workers = [TuneWorker(str(study_dir), i) for i in range(n_workers)]
-    if local:
-        threads = max(1, (os.cpu_count() or 1) // n_workers)
-        jobs = []
-        for w in workers:
-            w.threads = threads
-            ex = local_executor(study_dir)
-            ex.update_parameters(timeout_min=int(cluster.get("timeout_min") or 10080))
-            jobs.append(ex.submit(w))
-        return jobs
-    cluster = with_node_limits(cluster)
     _, params, fixed = parse_space(meta["search"])
-    rc = resource_class(trial_cell(meta["base"], meta["links"], fixed, {}), cluster)
+    trial = trial_cell(meta["base"], meta["links"], fixed, {})
+    try:
+        backend = backend_for(meta["cluster"])
+    except BackendError as e:
+        raise TuneError(str(e)) from None
+    workers = [TuneWorker(str(study_dir), i) for i in range(n_workers)]
     per_worker = math.ceil(int(tune["n_trials"]) / n_workers)  # a worker's share; timeouts requeue it
-    rc = replace(rc, time_min=_bucket(rc.time_min * per_worker, int(cluster.get("max_time_min") or 2880)))
-    ex = SlurmLauncher(study_dir, cluster, meta["study_name"])._executor(rc)
-    for w in workers:
-        w.threads = rc.cpus_per_task
-    with ex.batch():
-        jobs = [ex.submit(w) for w in workers]
-    return jobs
+    return backend.submit_workers(study_dir, workers, trial, per_worker)
 
 
 def run_tune(cfg: DictConfig) -> int:

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 from rsscale.launch.live import LiveBlock, progress_line
 from rsscale.layout import StudyLayout
 from rsscale.progress import read_progress
-from rsscale.tune.status import trial_rows
+from rsscale.tune.trial_states import trial_rows
 
 ACTIVE = ("running", "stale")
 

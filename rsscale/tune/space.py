@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rsscale.config import cell_config, validate_cell
-from rsscale.launch.grid import _resolve_link, _set, field_problem
+from rsscale.launch.grid import field_problem, resolve_link, set_path
 
 PARAM_TYPES = ("float", "int", "categorical")
 SPACE_KEYS = {"name", "description", "params", "fixed"}
@@ -114,10 +114,10 @@ def trial_cell(base: Mapping, links: Mapping[str, str], fixed: Mapping, values: 
     """The resolved cell config of one trial: base + fixed + suggested values, links re-resolved."""
     tree = copy.deepcopy(dict(base))
     for k, v in {**fixed, **values}.items():
-        _set(tree, k, v)
+        set_path(tree, k, v)
     for dst, src in links.items():
         if dst not in values and dst not in fixed:
-            _set(tree, dst, _resolve_link(tree, src, links))
+            set_path(tree, dst, resolve_link(tree, src, links))
     return cell_config(tree)
 
 

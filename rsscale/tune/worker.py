@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from rsscale.config import cell_hash
 from rsscale.io import atomic_write_json, read_json
-from rsscale.launch.runner import CellRunner, _job_id, _setup_logging
+from rsscale.launch.runner import CellRunner, job_id, setup_logging
 from rsscale.layout import StudyLayout
 from rsscale.tune.space import parse_space, trial_cell
 from rsscale.tune.storage import open_storage
@@ -96,9 +96,11 @@ class TuneWorker(submitit.helpers.Checkpointable):
         self.study_dir = str(study_dir)
         self.index = int(index)
         self.threads = threads
+        self.env: dict[str, str] = {}  # set by the backend (rsscale.launch.backends): e.g. the stop signals
         self.current: int | None = None  # the trial number in progress (kept across requeues)
 
     def __call__(self) -> dict[str, Any]:
+        os.environ.update(getattr(self, "env", None) or {})
         study_dir = Path(self.study_dir)
         files = StudyLayout(study_dir)
         if self.threads:
@@ -106,7 +108,7 @@ class TuneWorker(submitit.helpers.Checkpointable):
 
             torch.set_num_threads(int(self.threads))
         files.logs.mkdir(parents=True, exist_ok=True)
-        _setup_logging(files.worker_log(self.index))
+        setup_logging(files.worker_log(self.index))
         meta = read_json(files.meta)
         tune = meta["tune"]
         first = optuna.load_study(
@@ -142,7 +144,7 @@ class TuneWorker(submitit.helpers.Checkpointable):
                             "index": self.index,
                             "host": socket.gethostname(),
                             "pid": os.getpid(),
-                            "job_id": _job_id(),
+                            "job_id": job_id(),
                         },
                     )
                     for p in params:  # suggested under the lock: a re-queue always has every parameter
@@ -180,7 +182,7 @@ class TuneWorker(submitit.helpers.Checkpointable):
         if not files.config.exists():
             atomic_write_json(files.config, cell)
         trial.set_user_attr("cell_id", cid)
-        CellRunner(self.study_dir, cid)._log_attempt()
+        CellRunner(self.study_dir, cid).log_attempt()
         key = metric_key(cell)
         epochs = int(cell["recipe"]["epochs"])
         pruner_name = meta["tune"]["pruner"]
@@ -238,7 +240,7 @@ class TuneWorker(submitit.helpers.Checkpointable):
             "worker": self.index,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "job_id": _job_id(),
+            "job_id": job_id(),
             "resume_trial": self.current,
         }
         with open(StudyLayout(study_dir).workers, "a") as f:

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from rsscale.launch.launcher import SlurmLauncher
+from rsscale.launch.backends import SlurmBackend
 from rsscale.launch.resources import ResourceError, resource_class
 from rsscale.launch.slurm import node_gpus
 
@@ -39,7 +39,7 @@ def cell(tasks: int) -> dict:
 
 def sbatch_lines(tmp_path, cluster: dict, tasks: int) -> set[str]:
     rc = resource_class(cell(tasks), cluster)
-    ex = SlurmLauncher(tmp_path, cluster, None)._executor(rc)
+    ex = SlurmBackend(cluster).executor(tmp_path, rc, "rsscale-test")
     text = ex._make_submission_file_text("python -c pass", "uid")  # what submitit hands to sbatch
     return set(re.findall(r"^#SBATCH (.+)$", text, re.M))
 

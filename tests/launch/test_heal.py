@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from rsscale.config import cell_config, cell_hash, compose, normalize, validate_cell
+from rsscale.launch.cell_states import cell_rows
 from rsscale.launch.grid import GridError, check_grid_file, expand
 from rsscale.launch.manifest import Manifest
-from rsscale.launch.status import cell_rows
 from rsscale.layout import UNREADABLE_NAME, CellLayout, SweepLayout
 from rsscale.train.loop import train
 from tests.launch.sweep_helpers import FAST, REPO, attempts, records, status, sweep
@@ -261,11 +261,12 @@ def test_what_can_be_checked_before_launch_is():
     with pytest.raises(ValueError, match=r"recipe.batch_size=1024 is larger than the 502 training images"):
         validate_cell(tiny_cell("recipe.batch_size=1024"))
     if not torch.cuda.is_available():
-        from rsscale.sweep import SweepError, check_local_devices
+        from rsscale.driver import SweepError, resource_classes
+        from rsscale.launch.backends import LocalBackend
 
         _, cells = expand(compose(["data=synthetic", "runtime.device=cuda"]))
         with pytest.raises(SweepError, match="runtime.device=cuda, but this host has no usable CUDA GPU"):
-            check_local_devices(cells)
+            resource_classes(LocalBackend({"name": "local"}), cells)
 
 
 def test_image_trees_are_non_empty_and_decodable_before_launch(tmp_path):

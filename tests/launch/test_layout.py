@@ -69,8 +69,8 @@ def test_writers_put_their_files_where_the_layout_says(tmp_path):
     assert ThreadFollower(s.cell("c1").dir).path == s.cell("c1").threads
     runner = CellRunner(str(tmp_path), "c1")
     assert runner.cell_dir == s.cell("c1").dir
-    runner._log_attempt()
-    runner._log_attempt()
+    runner.log_attempt()
+    runner.log_attempt()
     assert m.attempts("c1") == 2 and m.last_attempt("c1")["resume"] is False
     record_file.write_record(s.cell("c1").dir, {"status": "running"})
     assert s.cell("c1").record.is_file() and m.record("c1")["status"] == "running"
@@ -113,7 +113,7 @@ def test_status_vocabularies_are_consistent():
 
 def test_local_executor_leaves_no_literal_job_id_folder(tmp_path):
     """The sweep's and the study's local executor: job files in logs/, no empty `logs/%j/` beside them."""
-    from rsscale.launch.launcher import local_executor
+    from rsscale.launch.backends import local_executor
 
     ex = local_executor(tmp_path)
     ex.update_parameters(timeout_min=1)

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from rsscale.config import compose
+from rsscale.launch.cell_states import cell_rows
 from rsscale.launch.grid import expand
 from rsscale.launch.manifest import Manifest
-from rsscale.launch.status import cell_rows
 from tests.launch.sweep_helpers import REPO, TEST_GRIDS
 
 GARBAGE = bytes(random.Random(25).randrange(256) for _ in range(300)) + b"\xbe\xff\n"
@@ -79,7 +79,7 @@ def _dead_start(m: Manifest, cid: str) -> None:
 def test_a_stop_the_driver_sent_during_start_up_is_a_preemption_and_its_line_gives_the_reason(tmp_path):
     from submitit.core.utils import FailedJobError
 
-    from rsscale.sweep import done_line
+    from rsscale.driver import done_line
 
     m = submitted_sweep(tmp_path)
     stopped, killed = list(m.cells)

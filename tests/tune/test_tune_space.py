@@ -88,10 +88,10 @@ def test_the_cli_exits_2_with_the_message_and_runs_no_trial(tmp_path):
 def test_trial_cell_applies_values_and_re_resolves_links():
     cfg = _cfg(None)
     from rsscale.config import CELL_GROUPS
-    from rsscale.launch.grid import _links
+    from rsscale.launch.grid import config_links
 
     base_cfg = OmegaConf.masked_copy(cfg, list(CELL_GROUPS))
-    base, links = OmegaConf.to_container(base_cfg, resolve=False), _links(base_cfg)
+    base, links = OmegaConf.to_container(base_cfg, resolve=False), config_links(base_cfg)
     cell = trial_cell(
         base,
         links,

@@ -14,8 +14,8 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from rsscale.launch.cell_states import cell_text, count_line, text_table
 from rsscale.launch.manifest import count_attempts
-from rsscale.launch.status import cell_text, count_line, text_table
 from rsscale.layout import StudyLayout
 from rsscale.train.record_file import load_record
 from rsscale.tune.study import REQUEUED, ROOT, budget_used, last_sign_of_life

@@ -1,45 +1,48 @@
-"""One row per cell from the manifest, the run records and one batched sacct call.
+"""The sweep's cell states: one row per cell from the manifest, the run records and one batched
+job-state query per backend (for SLURM: one sacct call).
 
 Works while jobs run and after the driver has exited; never polls jobs one by one.
 """
 
 from __future__ import annotations
 
-import socket
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 from rsscale.io import storage_error_in
+from rsscale.launch.backends import Backend, BackendError, JobView, backend_named, job_log_files
 from rsscale.launch.manifest import Manifest
-from rsscale.launch.slurm import classify, job_states
-from rsscale.launch.supervision import pid_alive
+from rsscale.launch.slurm import classify
 from rsscale.states import OPEN_RECORD
 
 
 def cell_rows(manifest: Manifest, cell_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
     ids = list(cell_ids) if cell_ids is not None else list(manifest.cells)
-    slurm_ids = []
+    by_launcher: dict[str, list[str]] = defaultdict(list)  # the last job of each cell, per backend
     for cid in ids:
         subs = manifest.cells[cid]["submissions"]
-        if subs and subs[-1]["launcher"] == "slurm":
-            slurm_ids.append(subs[-1]["job_id"])
-    states: dict[str, Any] = {}
-    if slurm_ids:
-        states = job_states(slurm_ids)
+        if subs:
+            by_launcher[subs[-1]["launcher"]].append(subs[-1]["job_id"])
+    backends = {name: reader(name) for name in by_launcher}
+    states = {name: b.job_states(by_launcher[name]) if b else {} for name, b in backends.items()}
     rows = []
     for cid in ids:
         entry = manifest.cells[cid]
-        rows.append(_row(manifest, cid, entry, states))
+        last = entry["submissions"][-1] if entry["submissions"] else None
+        backend = backends[last["launcher"]] if last else None
+        job = states[last["launcher"]].get(last["job_id"]) if last else None
+        rows.append(_row(manifest, cid, entry, backend, job))
     return rows
 
 
-def _row(manifest: Manifest, cid: str, entry: dict, states: dict) -> dict[str, Any]:
+def _row(
+    manifest: Manifest, cid: str, entry: dict, backend: Backend | None, job: JobView | None
+) -> dict[str, Any]:
     rec = manifest.record(cid)
     subs = entry["submissions"]
     last = subs[-1] if subs else None
-    job = states.get(last["job_id"]) if last and last["launcher"] == "slurm" else None
-    status, error_class = derive_state(manifest, cid, rec, last, job)
+    status, error_class = derive_state(manifest, cid, rec, last, job, backend)
     history = (rec or {}).get("history") or []
     epochs = ((rec or {}).get("config") or {}).get("recipe", {}).get("epochs")
     key = (
@@ -67,18 +70,36 @@ _QUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SU
 _ACTIVE = ("RUNNING", "COMPLETING", "CONFIGURING")
 
 
-def derive_state(manifest: Manifest, cid: str, rec: dict | None, last: dict | None, job) -> tuple[str, Any]:
+def derive_state(
+    manifest: Manifest,
+    cid: str,
+    rec: dict | None,
+    last: dict | None,
+    job: JobView | None,
+    backend: Backend | None = None,
+) -> tuple[str, Any]:
     """(status, error_class) from the evidence, in a fixed order: record, checkpoint, attempts log,
     scheduler (sacct) or process table. A cell nobody runs any more is never left `pending`/`running`:
     with a checkpoint it is `interrupted` (the next run resumes it), killed during start-up it is a
     `node_failure`, submitted but never started it is `interrupted`; one whose job's log ends in a
     storage error (it could not even write its record) is `failed` `storage`.
     """
-    status, error_class = _derive_state(manifest, cid, rec, last, job)
+    if last is not None and backend is None:
+        backend = reader(last["launcher"])
+    status, error_class = _derive_state(manifest, cid, rec, last, job, backend)
     ended = (status, error_class) in (("failed", "node_failure"), ("interrupted", None))
     if last is not None and ended and storage_error(manifest, cid):
         return "failed", "storage"
     return status, error_class
+
+
+def reader(launcher: str) -> Backend | None:
+    """The backend that made a submission, to read its jobs' states; None when this process does not
+    know it (a backend registered elsewhere): its cells' states then come from their records."""
+    try:
+        return backend_named(launcher)
+    except BackendError:
+        return None
 
 
 def storage_error(manifest: Manifest, cid: str) -> str | None:
@@ -90,10 +111,14 @@ def storage_error(manifest: Manifest, cid: str) -> str | None:
     subs = manifest.cells.get(cid, {}).get("submissions") or []
     if not subs:
         return None
-    job = _local_id(subs[-1])
-    # SLURM jobs log into logs/<job>/, local ones flat into logs/ (rsscale.layout)
-    names = (f"{job}_0_log.err", f"{job}_0_log.out")
-    paths = [manifest.layout.logs / job / n for n in names] + [manifest.layout.logs / n for n in names]
+    last = subs[-1]
+    backend = reader(last["launcher"])
+    job_id = str(last["job_id"])
+    paths = (
+        backend.log_files(manifest.layout.logs, job_id)
+        if backend
+        else job_log_files(manifest.layout.logs, job_id)
+    )
     for path in paths:
         try:
             with open(path, "rb") as f:
@@ -106,14 +131,21 @@ def storage_error(manifest: Manifest, cid: str) -> str | None:
     return None
 
 
-def _derive_state(manifest: Manifest, cid: str, rec: dict | None, last: dict | None, job) -> tuple[str, Any]:
+def _derive_state(
+    manifest: Manifest,
+    cid: str,
+    rec: dict | None,
+    last: dict | None,
+    job: JobView | None,
+    backend: Backend | None,
+) -> tuple[str, Any]:
     if last is None:
         return ("new", None) if rec is None else (rec["status"], rec.get("error_class"))
     if rec is not None and rec["status"] not in OPEN_RECORD:
         return rec["status"], rec.get("error_class")  # completed, failed, diverged: final
     has_ckpt = any(p.exists() for p in manifest.layout.cell(cid).checkpoints)
     att = manifest.last_attempt(cid)
-    if job is not None:  # SLURM: the scheduler says whether anyone still runs it
+    if job is not None:  # a scheduler says whether anyone still runs it
         if job.state in _QUEUED:
             return ("pending" if rec is None and att is None else "requeued"), None
         if job.state in _ACTIVE:
@@ -127,8 +159,8 @@ def _derive_state(manifest: Manifest, cid: str, rec: dict | None, last: dict | N
             # a Python error always leaves a `failed` record: a job that ended without one was killed
             cls = "node_failure" if att is not None else "cancelled"
         return "failed", cls
-    if last["launcher"] == "local":
-        alive = att is not None and att.get("host") == socket.gethostname() and pid_alive(int(att["pid"]))
+    if backend is not None and backend.owns_cells:  # the driver runs it: the process table says
+        alive = att is not None and backend.process_alive(att)
         if alive:
             return "running", None
         if rec is not None and rec["status"] == "preempted":
@@ -139,16 +171,16 @@ def _derive_state(manifest: Manifest, cid: str, rec: dict | None, last: dict | N
             return "preempted", "preempted"  # the driver stopped it (a signal, fail_fast): not its fault
         if rec is not None and rec["status"] == "running":
             return "failed", "node_failure"  # the process died without a word
-        if rec is None and att is not None and str(att.get("job_id")) == _local_id(last):
+        if (
+            rec is None
+            and att is not None
+            and backend.manifest_job_id(str(att.get("job_id"))) == last["job_id"]
+        ):
             return "failed", "node_failure"  # killed during start-up (a Python error leaves a record)
         if _driver_running(manifest):
             return ("pending" if rec is None else rec["status"]), None
         return "interrupted", None
     return ("pending" if rec is None else rec["status"]), (rec or {}).get("error_class")
-
-
-def _local_id(sub: dict) -> str:
-    return str(sub["job_id"]).removeprefix("local-")
 
 
 def _driver_running(manifest: Manifest) -> bool:
